@@ -1,0 +1,113 @@
+"""``pinsdk.AsyncClient``: ``httpx.AsyncClient`` with pinning that nothing bypasses."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from .errors import PinConfigError
+from .sslhook import PinsArg, VerifyTypes, as_source, pinned_ssl_context
+from .transport import PinnedTransport
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` whose every connection is pin-checked.
+
+    Every httpx argument works (``proxy=``, environment proxies with
+    ``trust_env=True``, ``http2=``, ``limits=``, ``mounts=`` …): each transport the
+    client builds, the proxy ones included, carries the pin check. A ``transport=`` or
+    ``mounts=`` entry that is not a :class:`PinnedTransport` would bypass pinning and
+    is refused with a ``ValueError`` (:class:`~pinsdk.PinConfigError`).
+    """
+
+    def __init__(
+        self,
+        *,
+        pins: PinsArg,
+        verify: VerifyTypes = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+        trust_env: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.pins = as_source(pins)
+        if transport is not None and not isinstance(transport, PinnedTransport):
+            raise PinConfigError(
+                f"transport={type(transport).__name__} would bypass pinning; pass a "
+                "pinsdk.PinnedTransport, or leave transport unset"
+            )
+        for pattern, mounted in (mounts or {}).items():
+            if mounted is not None and not isinstance(mounted, PinnedTransport):
+                raise PinConfigError(
+                    f"mounts[{pattern!r}] is a {type(mounted).__name__}, which would bypass "
+                    "pinning; mount pinsdk.PinnedTransport instances only"
+                )
+        if kwargs.get("cert") is not None:
+            raise PinConfigError(
+                "cert= is deprecated by httpx; load the client certificate on an "
+                "ssl.SSLContext and pass it as verify="
+            )
+        # One context for every transport of this client: loading the trust store once.
+        self._pinned_context: ssl.SSLContext = pinned_ssl_context(
+            self.pins, verify=verify, trust_env=trust_env
+        )
+        super().__init__(
+            verify=self._pinned_context,
+            transport=transport,
+            mounts=mounts,
+            trust_env=trust_env,
+            **kwargs,
+        )
+        # Defence in depth: fail closed if a future httpx builds transports another way.
+        for candidate in [self._transport, *self._mounts.values()]:
+            if candidate is not None and not isinstance(candidate, PinnedTransport):
+                raise PinConfigError(
+                    f"httpx built an unpinned {type(candidate).__name__}; this httpx "
+                    f"version ({httpx.__version__}) is not supported by pinsdk"
+                )
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = httpx._config.DEFAULT_LIMITS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> httpx.AsyncBaseTransport:
+        if transport is not None:
+            return transport
+        return PinnedTransport(
+            self.pins,
+            verify=self._pinned_context,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            trust_env=trust_env,
+        )
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = httpx._config.DEFAULT_LIMITS,
+    ) -> httpx.AsyncBaseTransport:
+        return PinnedTransport(
+            self.pins,
+            verify=self._pinned_context,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            trust_env=trust_env,
+            proxy=proxy,
+        )

@@ -1,0 +1,208 @@
+"""A small TLS HTTP server on loopback, for the demo, the tests and the benchmarks.
+
+It runs in threads (so it serves asyncio and trio clients alike), speaks HTTP/1.1 and,
+when ``h2`` is installed and the client offers it, HTTP/2. It records every byte it
+receives *after* a completed handshake, which is how the tests prove that a rejected
+connection delivered nothing. It binds to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from types import TracebackType
+
+__all__ = ["LoopbackTLSServer"]
+
+_IO_TIMEOUT = 10.0  # bounds every blocking read, so no thread can hang a test run
+
+
+class LoopbackTLSServer:
+    """A threaded TLS server on ``127.0.0.1`` answering every request with ``body``."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        *,
+        body: bytes = b"hello from loopback\n",
+        http2: bool = True,
+        name: str = "server",
+    ) -> None:
+        self.context = context
+        self.body = body
+        self.name = name
+        protocols = ["h2", "http/1.1"] if http2 and _have_h2() else ["http/1.1"]
+        context.set_alpn_protocols(protocols)
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)  # lets the accept loop notice stop()
+        self.port: int = self._sock.getsockname()[1]
+        self._lock = threading.Lock()
+        self._received = bytearray()
+        self.requests: list[dict[str, str]] = []
+        self.handshakes_completed = 0
+        self.handshakes_failed = 0
+        self.connections = 0
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def received(self) -> bytes:
+        """Every byte received after a completed handshake, on all connections."""
+        with self._lock:
+            return bytes(self._received)
+
+    def url(self, host: str = "127.0.0.1", path: str = "/") -> str:
+        """The ``https://`` URL of this server under ``host``."""
+        return f"https://{host}:{self.port}{path}"
+
+    def start(self) -> LoopbackTLSServer:
+        """Start accepting connections."""
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting and wait (bounded) for every connection thread to end."""
+        self._stopping.set()
+        self._acceptor.join(timeout=5)
+        self._sock.close()
+        self.wait_idle()
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every connection accepted so far has ended; False on timeout."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout=timeout)
+        return not any(t.is_alive() for t in threads)
+
+    def __enter__(self) -> LoopbackTLSServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            with self._lock:
+                self.connections += 1
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(_IO_TIMEOUT)
+        try:
+            tls = self.context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            with self._lock:
+                self.handshakes_failed += 1
+            conn.close()
+            return
+        with self._lock:
+            self.handshakes_completed += 1
+        try:
+            if tls.selected_alpn_protocol() == "h2":
+                self._serve_h2(tls)
+            else:
+                self._serve_http1(tls)
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            tls.close()
+
+    def _recv(self, tls: ssl.SSLSocket) -> bytes:
+        data = tls.recv(65536)
+        with self._lock:
+            self._received += data
+        return data
+
+    def _serve_http1(self, tls: ssl.SSLSocket) -> None:
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                data = self._recv(tls)
+                if not data:
+                    return
+                buffer += data
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {
+                k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])
+            }
+            length = int(headers.get("content-length", "0"))
+            while len(buffer) < length:
+                data = self._recv(tls)
+                if not data:
+                    return
+                buffer += data
+            buffer = buffer[length:]
+            with self._lock:
+                self.requests.append({":method": method, ":path": path, **headers})
+            tls.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                + f"Content-Length: {len(self.body)}\r\n\r\n".encode("ascii")
+                + self.body
+            )
+
+    def _serve_h2(self, tls: ssl.SSLSocket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2conn.initiate_connection()
+        tls.sendall(h2conn.data_to_send())
+        pending: dict[int, dict[str, str]] = {}
+        while True:
+            data = self._recv(tls)
+            if not data:
+                return
+            for event in h2conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    pending[event.stream_id] = {
+                        _text(k): _text(v) for k, v in (event.headers or [])
+                    }
+                elif isinstance(event, h2.events.DataReceived):
+                    h2conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    with self._lock:
+                        self.requests.append(pending.pop(event.stream_id, {}))
+                    h2conn.send_headers(
+                        event.stream_id,
+                        [
+                            (":status", "200"),
+                            ("content-type", "text/plain"),
+                            ("content-length", str(len(self.body))),
+                        ],
+                    )
+                    h2conn.send_data(event.stream_id, self.body, end_stream=True)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    tls.sendall(h2conn.data_to_send())
+                    return
+            tls.sendall(h2conn.data_to_send())
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _have_h2() -> bool:
+    try:
+        import h2  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,313 @@
+"""Pin policies: which hosts are pinned to which keys (pure code).
+
+A :class:`PinPolicy` is an immutable value. It indexes its domains by base name so a
+lookup costs a few dict probes per label of the host, whatever the number of domains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from .errors import PinConfigError
+from .hosts import HostPattern, PatternKind, fast_normalize, is_ip_literal, normalize_host
+from .pins import parse_pins
+from .timeutil import format_datetime, parse_datetime, to_timestamp
+
+__all__ = ["DomainPins", "PinPolicy"]
+
+logger = logging.getLogger("pinsdk")
+
+Mode = Literal["enforce", "report"]
+_MODES = ("enforce", "report")
+_DOMAIN_KEYS = frozenset({"host", "pins", "include_subdomains", "mode", "expires"})
+_POLICY_KEYS = frozenset({"version", "domains", "deny", "require_backup"})
+
+
+def _convert_pattern(host: object) -> HostPattern:
+    if isinstance(host, HostPattern):
+        return host
+    return HostPattern.parse(host)  # type: ignore[arg-type]
+
+
+def _convert_expires(value: object) -> datetime | None:
+    return None if value is None else parse_datetime(value, what="expires")
+
+
+def _check_bool(name: str) -> Any:
+    def check(instance: object, attribute: object, value: object) -> None:
+        if not isinstance(value, bool):
+            raise PinConfigError(f"{name} must be true or false, not {value!r}")
+
+    return check
+
+
+@attrs.frozen(init=False)
+class DomainPins:
+    """The pins of one host or host pattern.
+
+    ``host`` is an exact name, ``*.example.com`` (exactly one more label) or
+    ``**.example.com`` (zero or more labels). ``include_subdomains`` extends the match
+    to every name below. ``mode`` is ``"enforce"`` or ``"report"``. After ``expires``
+    (an aware datetime or RFC 3339 string) the pins are no longer applied.
+    """
+
+    pattern: HostPattern
+    pins: frozenset[str]
+    include_subdomains: bool = attrs.field(validator=_check_bool("include_subdomains"))
+    mode: Mode
+    expires: datetime | None
+    expires_at: float | None = attrs.field(eq=False, repr=False)
+
+    def __init__(
+        self,
+        host: str | HostPattern,
+        pins: Iterable[str],
+        *,
+        include_subdomains: bool = False,
+        mode: Mode = "enforce",
+        expires: datetime | str | None = None,
+    ) -> None:
+        pattern = _convert_pattern(host)
+        if mode not in _MODES:
+            raise PinConfigError(
+                f"mode for {pattern.text!r} must be 'enforce' or 'report', not {mode!r}"
+            )
+        try:
+            pin_set = parse_pins(pins, what=f"pins for {pattern.text!r}")
+        except PinConfigError as exc:
+            raise PinConfigError(f"{pattern.text}: {exc}") from None
+        if not pin_set:
+            raise PinConfigError(f"domain {pattern.text!r} has no pins")
+        when = _convert_expires(expires)
+        if include_subdomains is True and is_ip_literal(pattern.base):
+            raise PinConfigError(
+                f"include_subdomains makes no sense for the IP address {pattern.text!r}"
+            )
+        self.__attrs_init__(
+            pattern,
+            pin_set,
+            include_subdomains,
+            mode,
+            when,
+            None if when is None else when.timestamp(),
+        )
+
+    @property
+    def host(self) -> str:
+        """The pattern as written in canonical form (``*.example.com``)."""
+        return self.pattern.text
+
+    def is_expired(self, now: datetime | float | None = None) -> bool:
+        """Whether ``expires`` has passed at ``now`` (default: the current time)."""
+        if self.expires_at is None:
+            return False
+        at = to_timestamp(now)
+        return (time.time() if at is None else at) >= self.expires_at
+
+    def matches(self, host: str) -> bool:
+        """Whether this entry applies to ``host`` (any form; it is normalised first)."""
+        return self.pattern.matches(
+            normalize_host(host), include_subdomains=self.include_subdomains
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DomainPins:
+        """Build from the JSON shape ``{"host": …, "pins": […], …}``."""
+        if not isinstance(data, Mapping):
+            raise PinConfigError(f"a domain entry must be an object, not {data!r}")
+        if "host" not in data or "pins" not in data:
+            raise PinConfigError(f"domain entry {dict(data)!r} needs 'host' and 'pins'")
+        unknown = set(data) - _DOMAIN_KEYS
+        if unknown:
+            logger.warning("ignoring unknown keys %s in domain %r", sorted(unknown), data["host"])
+        pins = data["pins"]
+        if not isinstance(pins, list):
+            raise PinConfigError(f"'pins' of {data['host']!r} must be a list, not {pins!r}")
+        return cls(
+            data["host"],
+            pins,
+            include_subdomains=data.get("include_subdomains", False),
+            mode=data.get("mode", "enforce"),
+            expires=data.get("expires"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of this entry (pins sorted, so output is stable)."""
+        out: dict[str, Any] = {
+            "host": self.pattern.text,
+            "pins": sorted(self.pins),
+            "include_subdomains": self.include_subdomains,
+            "mode": self.mode,
+        }
+        if self.expires is not None:
+            out["expires"] = format_datetime(self.expires)
+        return out
+
+
+_Index = dict[str, tuple[DomainPins, ...]]
+
+
+def _build_index(domains: tuple[DomainPins, ...]) -> tuple[_Index, _Index, _Index]:
+    """Index domains by the name a host must equal, be the parent of, or be under."""
+    exact: dict[str, list[DomainPins]] = {}
+    child: dict[str, list[DomainPins]] = {}  # host's immediate parent is the key
+    under: dict[str, list[DomainPins]] = {}  # host is strictly below the key
+    for d in domains:
+        base, kind = d.pattern.base, d.pattern.kind
+        if kind is PatternKind.EXACT:
+            exact.setdefault(base, []).append(d)
+            if d.include_subdomains:
+                under.setdefault(base, []).append(d)
+        elif kind is PatternKind.ANY_LABELS:
+            exact.setdefault(base, []).append(d)
+            under.setdefault(base, []).append(d)
+        elif d.include_subdomains:
+            under.setdefault(base, []).append(d)
+        else:
+            child.setdefault(base, []).append(d)
+
+    def freeze(index: dict[str, list[DomainPins]]) -> _Index:
+        return {k: tuple(v) for k, v in index.items()}
+
+    return freeze(exact), freeze(child), freeze(under)
+
+
+@attrs.frozen(init=False)
+class PinPolicy:
+    """An immutable set of pinned domains plus a deny list. Equal by value.
+
+    ``deny`` pins are never accepted on any connection, pinned host or not, even when
+    another certificate of the chain matches a pin. ``version`` is the policy's
+    version (dynamic documents carry theirs). With ``require_backup=True`` every
+    enforced domain must have at least two pins.
+    """
+
+    domains: tuple[DomainPins, ...]
+    deny: frozenset[str]
+    version: int
+    require_backup: bool
+    _index: tuple[_Index, _Index, _Index] = attrs.field(eq=False, repr=False)
+
+    def __init__(
+        self,
+        domains: Iterable[DomainPins] = (),
+        *,
+        deny: Iterable[str] = (),
+        version: int = 0,
+        require_backup: bool = False,
+    ) -> None:
+        if isinstance(domains, (str, bytes, Mapping)):
+            raise PinConfigError("domains must be a list of DomainPins")
+        entries = tuple(domains)
+        for entry in entries:
+            if not isinstance(entry, DomainPins):
+                raise PinConfigError(f"domains must hold DomainPins, not {entry!r}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise PinConfigError(f"version must be a non-negative integer, not {version!r}")
+        if not isinstance(require_backup, bool):
+            raise PinConfigError(f"require_backup must be true or false, not {require_backup!r}")
+        deny_set = parse_pins(deny, what="deny")
+        for entry in entries:
+            if entry.mode != "enforce" or len(entry.pins) >= 2:
+                continue
+            message = (
+                f"{entry.host!r} is enforced with a single pin and no backup: when that key "
+                "is rotated or lost, every client is locked out. Add the pin of a backup key "
+                "kept offline (or of the issuing CA)."
+            )
+            if require_backup:
+                raise PinConfigError(message)
+            logger.warning(message)
+        self.__attrs_init__(entries, deny_set, version, require_backup, _build_index(entries))
+
+    @property
+    def current(self) -> PinPolicy:
+        """A static policy is its own source: ``current`` is the policy itself."""
+        return self
+
+    def lookup(self, host: str, *, now: datetime | float | None = None) -> tuple[DomainPins, ...]:
+        """The unexpired domains that match ``host`` (any form; it is normalised)."""
+        return self._lookup(normalize_host(host), to_timestamp(now))
+
+    def _lookup(self, host: str, now: float | None) -> tuple[DomainPins, ...]:
+        exact, child, under = self._index
+        found: tuple[DomainPins, ...] = exact.get(host, ())
+        dot = host.find(".")
+        if dot >= 0:
+            found += child.get(host[dot + 1 :], ())
+            if under:
+                while dot >= 0:
+                    found += under.get(host[dot + 1 :], ())
+                    dot = host.find(".", dot + 1)
+        if found:
+            at = time.time() if now is None else now
+            found = tuple(d for d in found if d.expires_at is None or at < d.expires_at)
+        return found
+
+    def match_fast(self, server_hostname: str, now: float | None = None) -> tuple[DomainPins, ...]:
+        """:meth:`lookup` for a name the TLS layer already validated (hot path)."""
+        return self._lookup(fast_normalize(server_hostname), now)
+
+    def pins_for(self, host: str, *, now: datetime | float | None = None) -> frozenset[str]:
+        """The union of the pins of every matching, unexpired domain (empty if unpinned)."""
+        found = self.lookup(host, now=now)
+        if len(found) == 1:
+            return found[0].pins
+        return frozenset().union(*(d.pins for d in found))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PinPolicy:
+        """Build from the JSON shape documented in docs/static-pinning.md."""
+        if not isinstance(data, Mapping):
+            raise PinConfigError(f"a pin policy must be a JSON object, not {type(data).__name__}")
+        unknown = set(data) - _POLICY_KEYS
+        if unknown:
+            logger.warning("ignoring unknown keys %s in pin policy", sorted(unknown))
+        domains = data.get("domains", [])
+        if not isinstance(domains, list):
+            raise PinConfigError(f"'domains' must be a list, not {domains!r}")
+        deny = data.get("deny", [])
+        if not isinstance(deny, list):
+            raise PinConfigError(f"'deny' must be a list, not {deny!r}")
+        return cls(
+            [DomainPins.from_dict(d) for d in domains],
+            deny=deny,
+            version=data.get("version", 0),
+            require_backup=data.get("require_backup", False),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of this policy; ``from_dict(p.to_dict()) == p``."""
+        out: dict[str, Any] = {
+            "version": self.version,
+            "domains": [d.to_dict() for d in self.domains],
+            "deny": sorted(self.deny),
+        }
+        if self.require_backup:
+            out["require_backup"] = True
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PinPolicy:
+        """Read a policy from a UTF-8 JSON file."""
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+        except OSError as exc:
+            raise PinConfigError(f"cannot read pin policy {os.fspath(path)!r}: {exc}") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PinConfigError(
+                f"pin policy {os.fspath(path)!r} is not valid JSON: {exc}"
+            ) from exc
+        try:
+            return cls.from_dict(data)
+        except PinConfigError as exc:
+            raise PinConfigError(f"pin policy {os.fspath(path)!r}: {exc}") from None

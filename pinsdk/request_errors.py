@@ -1,0 +1,40 @@
+"""Errors raised while a request is in flight; each also subclasses an httpx error."""
+
+from __future__ import annotations
+
+import httpx
+
+from .check import Verdict
+from .errors import PinningError
+
+__all__ = ["PinValidationError", "PlaintextRequestError"]
+
+
+class PinValidationError(PinningError, httpx.ConnectError):
+    """The server's verified chain does not match the pins (or holds a denied key).
+
+    Raised right after the TLS handshake, before any request byte is written. httpx
+    does not retry it (``retries=``) and attaches ``.request``. ``host``,
+    ``served_pins`` (the verified chain's pins, leaf first) and ``expected_pins`` say
+    what was seen and what was configured.
+    """
+
+    def __init__(self, message: str, verdict: Verdict) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.host = verdict.host
+        self.served_pins = verdict.served_pins
+        self.expected_pins = verdict.expected_pins
+        self.denied_pins = verdict.denied_pins
+
+
+class PinCheckUnavailableError(PinningError, httpx.ConnectError):
+    """The pin check could not run (the pin source failed, or the TLS context was
+    weakened after construction). The connection is refused: pinsdk fails closed."""
+
+
+class PlaintextRequestError(PinningError, httpx.TransportError):
+    """A plaintext ``http://`` request was made to a host with enforced pins.
+
+    Raised before any connection is opened: pins can only protect TLS.
+    """

@@ -1,0 +1,216 @@
+"""The pin check inside the TLS layer: an ``ssl.SSLObject`` subclass per context.
+
+``SSLContext.sslobject_class`` is honoured by every ``wrap_bio`` caller (anyio on
+asyncio and trio, trio's own ``SSLStream``), so the check runs on every connection
+httpx opens with the context: direct, through an ``http://`` or ``https://`` proxy,
+HTTP/1.1 or HTTP/2. It runs right after the handshake completes and before the
+handshake's last flight is flushed, so a rejected server never receives a request byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import sys
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from .check import describe_failure, evaluate
+from .errors import PinConfigError
+from .pins import DEFAULT_CACHE, ChainPinCache
+from .policy import PinPolicy
+from .request_errors import PinCheckUnavailableError, PinValidationError
+
+__all__ = ["PinSource", "PinsArg", "VerifyTypes", "as_source", "pinned_ssl_context"]
+
+logger = logging.getLogger("pinsdk")
+
+
+class PinSource(Protocol):
+    """Anything with a ``current`` attribute holding the :class:`PinPolicy` in force."""
+
+    @property
+    def current(self) -> PinPolicy: ...
+
+
+PinsArg = PinPolicy | PinSource
+VerifyTypes = bool | str | os.PathLike[str] | ssl.SSLContext
+
+
+def as_source(pins: object) -> PinSource:
+    """Accept a :class:`PinPolicy` or an object with ``.current``; refuse anything else."""
+    if isinstance(pins, PinPolicy):
+        return pins
+    if pins is None or (not hasattr(type(pins), "current") and not hasattr(pins, "current")):
+        raise PinConfigError(
+            "pins must be a PinPolicy or an object with a .current attribute returning "
+            f"the PinPolicy in force (such as DynamicPins), not {type(pins).__name__}"
+        )
+    return pins  # type: ignore[return-value]
+
+
+if sys.version_info >= (3, 13):
+
+    def verified_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+        """The chain OpenSSL verified, leaf to trust anchor, as DER (``[]`` if none)."""
+        return obj.get_verified_chain()
+
+else:  # 3.10-3.12: only the private _ssl object has it, returning PEM by default
+
+    def verified_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+        """The chain OpenSSL verified, leaf to trust anchor, as DER (``[]`` if none)."""
+        chain = obj._sslobj.get_verified_chain()  # type: ignore[union-attr]
+        if not chain:
+            return []
+        der: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+        return [cert.public_bytes(der) for cert in chain]
+
+
+class PinCheck:
+    """Runs the policy of a pin source against one completed handshake."""
+
+    def __init__(self, source: PinSource, cache: ChainPinCache = DEFAULT_CACHE) -> None:
+        self.source = source
+        self.cache = cache
+
+    def __call__(self, obj: ssl.SSLObject | ssl.SSLSocket) -> None:
+        context = obj.context
+        if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+            raise PinCheckUnavailableError(
+                "refusing the connection: certificate verification or hostname checking was "
+                "turned off on the pinned SSLContext after pinning was installed"
+            )
+        host = obj.server_hostname
+        if not host:
+            raise PinCheckUnavailableError("refusing the connection: no server name to pin")
+        try:
+            policy = self.source.current
+            if not isinstance(policy, PinPolicy):
+                raise TypeError(f"pin source returned {type(policy).__name__}, not PinPolicy")
+        except Exception as exc:
+            raise PinCheckUnavailableError(
+                f"refusing the connection to {host}: the pin source failed: {exc!r}"
+            ) from exc
+        if not policy.domains and not policy.deny:
+            return
+        chain = verified_chain(obj)
+        verdict = evaluate(policy, host, chain, cache=self.cache)
+        if verdict is None:
+            return
+        if verdict.enforced:
+            logger.warning(
+                "pin failure for %s (enforced, connection refused): %s; served %s; expected %s",
+                verdict.host,
+                verdict.reason,
+                list(verdict.served_pins),
+                sorted(verdict.expected_pins),
+            )
+            raise PinValidationError(describe_failure(verdict, chain), verdict)
+        logger.warning(
+            "pin failure for %s (report mode, connection allowed): %s; served %s; expected %s",
+            verdict.host,
+            verdict.reason,
+            list(verdict.served_pins),
+            sorted(verdict.expected_pins),
+        )
+
+
+class PinnedSSLObject(ssl.SSLObject):
+    """An ``SSLObject`` whose handshake also checks pins. Subclassed once per context."""
+
+    pin_check: ClassVar[PinCheck]
+
+    def do_handshake(self) -> None:
+        super().do_handshake()  # SSLWant* propagate: the handshake is not done yet
+        self.pin_check(self)
+
+
+class PinnedSSLSocket(ssl.SSLSocket):
+    """The blocking-socket twin, so a pinned context also protects ``httpx.Client``."""
+
+    pin_check: ClassVar[PinCheck]
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        try:
+            self.pin_check(self)
+        except BaseException:
+            self.close()
+            raise
+
+
+def install_pin_check(context: ssl.SSLContext, source: PinSource) -> ssl.SSLContext:
+    """Install the pin check of ``source`` on ``context`` (in place) and return it."""
+    _require_verification(context)
+    current: Any = context.sslobject_class
+    if isinstance(current, type) and issubclass(current, PinnedSSLObject):
+        if current.pin_check.source is source:
+            return context
+        raise PinConfigError(
+            "this SSLContext already enforces another pin source; use one SSLContext per "
+            "pin source (ssl.create_default_context() for each client)"
+        )
+    if current is not ssl.SSLObject:
+        raise PinConfigError(
+            f"this SSLContext has a custom sslobject_class ({current!r}); pinsdk cannot "
+            "install its pin check on it"
+        )
+    check = PinCheck(source)
+    context.sslobject_class = type("PinnedSSLObject", (PinnedSSLObject,), {"pin_check": check})
+    if context.sslsocket_class is ssl.SSLSocket:
+        context.sslsocket_class = type("PinnedSSLSocket", (PinnedSSLSocket,), {"pin_check": check})
+    return context
+
+
+def _require_verification(context: ssl.SSLContext) -> None:
+    if context.verify_mode != ssl.CERT_REQUIRED:
+        raise PinConfigError(
+            "the SSLContext does not verify certificates (verify_mode is not CERT_REQUIRED); "
+            "pinning needs a verified chain, otherwise the 'chain' is whatever the server sent"
+        )
+    if not context.check_hostname:
+        raise PinConfigError(
+            "the SSLContext has check_hostname=False; pinning needs the certificate to be "
+            "verified for the host it is pinned for"
+        )
+
+
+def pinned_ssl_context(
+    pins: PinsArg, *, verify: VerifyTypes = True, trust_env: bool = True
+) -> ssl.SSLContext:
+    """Return an ``ssl.SSLContext`` that verifies certificates and then checks pins.
+
+    ``verify`` is ``True`` (httpx's default trust store; with ``trust_env``,
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` as httpx honours them), a path to a CA bundle
+    file or directory (then *only* those anchors are trusted: private trust anchors),
+    or an ``ssl.SSLContext`` that the check is installed on. ``verify=False`` and
+    contexts without ``CERT_REQUIRED`` and ``check_hostname`` are refused.
+    """
+    source = as_source(pins)
+    if verify is True:
+        context = httpx.create_ssl_context(verify=True, trust_env=trust_env)
+    elif verify is False:
+        raise PinConfigError(
+            "verify=False turns off certificate verification, and pinning an unverified "
+            "chain protects nothing; pass verify=True, a CA bundle path or an SSLContext"
+        )
+    elif isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if not os.path.exists(path):
+            raise PinConfigError(f"verify={path!r}: no such CA bundle file or directory")
+        try:
+            if os.path.isdir(path):
+                context = ssl.create_default_context(capath=path)
+            else:
+                context = ssl.create_default_context(cafile=path)
+        except ssl.SSLError as exc:
+            raise PinConfigError(f"verify={path!r} is not a usable CA bundle: {exc}") from exc
+    else:
+        raise PinConfigError(
+            f"verify must be True, a CA bundle path or an ssl.SSLContext, not {verify!r}"
+        )
+    return install_pin_check(context, source)
