@@ -195,6 +195,7 @@ class PinPolicy:
     version: int
     require_backup: bool
     _index: tuple[_Index, _Index, _Index] = attrs.field(eq=False, repr=False)
+    _expiring: bool = attrs.field(eq=False, repr=False)
 
     def __init__(
         self,
@@ -226,7 +227,14 @@ class PinPolicy:
             if require_backup:
                 raise PinConfigError(message)
             logger.warning(message)
-        self.__attrs_init__(entries, deny_set, version, require_backup, _build_index(entries))
+        self.__attrs_init__(
+            entries,
+            deny_set,
+            version,
+            require_backup,
+            _build_index(entries),
+            any(e.expires_at is not None for e in entries),
+        )
 
     @property
     def current(self) -> PinPolicy:
@@ -242,12 +250,16 @@ class PinPolicy:
         found: tuple[DomainPins, ...] = exact.get(host, ())
         dot = host.find(".")
         if dot >= 0:
-            found += child.get(host[dot + 1 :], ())
+            more = child.get(host[dot + 1 :])
+            if more:
+                found += more
             if under:
                 while dot >= 0:
-                    found += under.get(host[dot + 1 :], ())
+                    more = under.get(host[dot + 1 :])
+                    if more:
+                        found += more
                     dot = host.find(".", dot + 1)
-        if found:
+        if found and self._expiring:
             at = time.time() if now is None else now
             found = tuple(d for d in found if d.expires_at is None or at < d.expires_at)
         return found

@@ -51,21 +51,23 @@ def as_source(pins: object) -> PinSource:
     return pins  # type: ignore[return-value]
 
 
+def _verified_chain_private(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+    """3.10-3.12: only the private ``_sslobj`` has it, and it returns PEM unless told DER."""
+    chain = obj._sslobj.get_verified_chain()  # type: ignore[union-attr]
+    if not chain:
+        return []
+    der: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+    return [cert.public_bytes(der) for cert in chain]
+
+
 if sys.version_info >= (3, 13):
 
     def verified_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
         """The chain OpenSSL verified, leaf to trust anchor, as DER (``[]`` if none)."""
         return obj.get_verified_chain()
 
-else:  # 3.10-3.12: only the private _ssl object has it, returning PEM by default
-
-    def verified_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
-        """The chain OpenSSL verified, leaf to trust anchor, as DER (``[]`` if none)."""
-        chain = obj._sslobj.get_verified_chain()  # type: ignore[union-attr]
-        if not chain:
-            return []
-        der: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
-        return [cert.public_bytes(der) for cert in chain]
+else:
+    verified_chain = _verified_chain_private
 
 
 class PinCheck:

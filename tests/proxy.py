@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import selectors
 import socket
 import ssl
 import threading
@@ -77,18 +77,21 @@ class ConnectProxy:
             client.close()
 
     def _pump(self, client: socket.socket | ssl.SSLSocket, upstream: socket.socket) -> None:
-        def forward(src: socket.socket | ssl.SSLSocket, dst: socket.socket | ssl.SSLSocket) -> None:
-            try:
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR) if not isinstance(dst, ssl.SSLSocket) else None
-
-        back = threading.Thread(target=forward, args=(upstream, client), daemon=True)
-        back.start()
-        forward(client, upstream)
-        upstream.close()
-        back.join(10)
+        # One thread for both directions: an SSLSocket must not be read and written
+        # from two threads at once.
+        peers = {client: upstream, upstream: client}
+        with selectors.DefaultSelector() as selector, upstream:
+            for sock in peers:
+                selector.register(sock, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                ready = [key.fileobj for key, _ in selector.select(timeout=10)]
+                if not ready:
+                    return
+                for src in ready:
+                    while True:
+                        data = src.recv(65536)  # type: ignore[union-attr]
+                        if not data:
+                            return
+                        peers[src].sendall(data)  # type: ignore[index]
+                        if not (isinstance(src, ssl.SSLSocket) and src.pending()):
+                            break

@@ -1,0 +1,1 @@
+"""pinsdk benchmarks: ``make bench`` (``python -m benchmarks``)."""

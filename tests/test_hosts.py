@@ -1,0 +1,141 @@
+"""Host normalisation and patterns, including OkHttp's CertificatePinner cases."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from pinsdk import DomainPins, PinConfigError, PinPolicy, normalize_host
+from pinsdk.hosts import HostPattern
+
+
+def pin(seed: str) -> str:
+    return "sha256/" + base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode()
+
+
+A, B = pin("a"), pin("b")
+
+
+def pinned(pattern: str, host: str, **kw: bool) -> bool:
+    return bool(PinPolicy([DomainPins(pattern, [A, B], **kw)]).pins_for(host))
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("EXAMPLE.com", "example.com"),
+        ("example.com.", "example.com"),
+        ("σkhttp.com", "xn--khttp-fde.com"),
+        ("ΣKHTTP.COM", "xn--khttp-fde.com"),
+        ("xn--khttp-fde.com", "xn--khttp-fde.com"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("0:0:0:0:0:0:0:1", "::1"),
+    ],
+)
+def test_normalize_host(host: str, expected: str) -> None:
+    assert normalize_host(host) == expected
+
+
+@pytest.mark.parametrize("host", ["", "a..b", "-a.com", "a b.com", "x" * 64 + ".com", "a/b"])
+def test_invalid_hosts_are_named(host: str) -> None:
+    with pytest.raises(PinConfigError) as info:
+        normalize_host(host)
+    assert repr(host) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("a.example.com", True),
+        ("example.com", False),
+        ("a.b.example.com", False),
+        ("a.example.com.notexample.com", False),
+        ("notexample.com", False),
+        ("A.EXAMPLE.COM.", True),
+    ],
+)
+def test_single_star(host: str, expected: bool) -> None:
+    assert pinned("*.example.com", host) is expected
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("example.com", True),
+        ("a.example.com", True),
+        ("a.b.example.com", True),
+        ("xample.com", False),
+        ("dexample.com", False),
+        ("example.com.evil.test", False),
+    ],
+)
+def test_double_star(host: str, expected: bool) -> None:
+    assert pinned("**.example.com", host) is expected
+
+
+def test_exact_and_include_subdomains() -> None:
+    assert pinned("example.com", "example.com")
+    assert not pinned("example.com", "a.example.com")
+    assert pinned("example.com", "a.b.example.com", include_subdomains=True)
+    assert not pinned("example.com", "badexample.com", include_subdomains=True)
+    assert pinned("*.example.com", "a.b.example.com", include_subdomains=True)
+    assert not pinned("*.example.com", "example.com", include_subdomains=True)
+
+
+def test_case_and_unicode_forms_match_the_same_pattern() -> None:
+    assert pinned("EXAMPLE.com", "example.com")
+    assert pinned("*.σkhttp.com", "www.xn--khttp-fde.com")
+    assert pinned("*.xn--khttp-fde.com", "www.σkhttp.com")
+
+
+def test_pins_of_all_matching_patterns_combine() -> None:
+    policy = PinPolicy(
+        [DomainPins("*.example.com", [A, B]), DomainPins("a.example.com", [pin("c"), pin("d")])]
+    )
+    assert policy.pins_for("a.example.com") == {A, B, pin("c"), pin("d")}
+    assert policy.pins_for("b.example.com") == {A, B}
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["example.*", "*example.com", "a.*.example.com", "*", "**", "*.", "e*xample.com", "***.a.com"],
+)
+def test_bad_patterns_are_rejected(pattern: str) -> None:
+    with pytest.raises(PinConfigError) as info:
+        HostPattern.parse(pattern)
+    assert repr(pattern) in str(info.value)
+
+
+def test_wildcard_on_ip_is_rejected() -> None:
+    with pytest.raises(PinConfigError, match="wildcard on an IP"):
+        HostPattern.parse("*.127.0.0.1")
+    with pytest.raises(PinConfigError, match="include_subdomains makes no sense"):
+        DomainPins("10.0.0.1", [A, B], include_subdomains=True)
+
+
+def test_reference_model_agrees_with_index() -> None:
+    """The indexed lookup gives the same answer as matching each pattern one by one."""
+    patterns = ["a.com", "*.a.com", "**.b.a.com", "c.com", "*.d.c.com"]
+    for sub in (False, True):
+        domains = [DomainPins(p, [A, B], include_subdomains=sub) for p in patterns]
+        policy = PinPolicy(domains)
+        hosts = [
+            "a.com",
+            "x.a.com",
+            "b.a.com",
+            "x.b.a.com",
+            "y.x.a.com",
+            "c.com",
+            "q.c.com",
+            "e.d.c.com",
+            "d.c.com",
+            "f.e.d.c.com",
+            "zz.com",
+            "com",
+        ]
+        for host in hosts:
+            expected = {d for d in domains if d.matches(host)}
+            assert set(policy.lookup(host)) == expected, (host, sub)
