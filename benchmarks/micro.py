@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import statistics
 import time
@@ -50,11 +51,7 @@ def pin_check() -> list[tuple[str, float]]:
         def cold(chain: list[bytes] = chain, policy: PinPolicy = policy) -> object:
             return evaluate(policy, "api.bench.test", chain, cache=ChainPinCache())
 
-        cache = ChainPinCache()
-
-        def warm(chain: list[bytes] = chain, policy: PinPolicy = policy) -> object:
-            return evaluate(policy, "api.bench.test", chain, cache=cache)
-
+        warm = functools.partial(evaluate, policy, "api.bench.test", chain, cache=ChainPinCache())
         assert warm() is None
         name = "RSA-2048" if key_type == "rsa" else "P-256"
         rows.append((f"pin check, 3-cert {name} chain, cold", per_call(cold, number=200)))
