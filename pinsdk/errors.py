@@ -17,3 +17,35 @@ class PinConfigError(PinningError, ValueError):
     Raised at construction time, never during a request; the message names the
     offending value.
     """
+
+
+class UpdateRejectedError(PinningError):
+    """A signed pin document is not acceptable; ``reason`` says why in words.
+
+    Raised by :func:`pinsdk.verify_envelope`; the refresher turns it into an
+    ``UpdateResult`` with status ``REJECTED`` and never lets it escape.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EnvelopeFormatError(UpdateRejectedError):
+    """The envelope or its payload is malformed (JSON, base64, fields, sizes, pins)."""
+
+
+class SignatureError(UpdateRejectedError):
+    """Fewer than ``threshold`` distinct trusted keys signed the document."""
+
+
+class ExpiredDocumentError(UpdateRejectedError):
+    """The document's ``expires`` has passed, or its ``issued_at`` is in the future."""
+
+
+class RollbackError(UpdateRejectedError):
+    """The document's version is lower than the version already trusted."""
+
+
+class EquivocationError(UpdateRejectedError):
+    """The document has the trusted version but different content."""

@@ -11,9 +11,15 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
-__all__ = ["LoopbackTLSServer"]
+__all__ = ["Handler", "LoopbackTLSServer", "Reply"]
+
+# (status, headers, body); a body that is an iterable of chunks is streamed without a
+# Content-Length and the connection is closed after it (slow or endless bodies).
+Reply = tuple[int, list[tuple[str, str]], "bytes | Iterable[bytes]"]
+Handler = Callable[[dict[str, str]], Reply]
 
 _IO_TIMEOUT = 10.0  # bounds every blocking read, so no thread can hang a test run
 
@@ -28,9 +34,11 @@ class LoopbackTLSServer:
         body: bytes = b"hello from loopback\n",
         http2: bool = True,
         name: str = "server",
+        handler: Handler | None = None,
     ) -> None:
         self.context = context
         self.body = body
+        self.handler = handler
         self.name = name
         protocols = ["h2", "http/1.1"] if http2 and _have_h2() else ["http/1.1"]
         context.set_alpn_protocols(protocols)
@@ -150,13 +158,32 @@ class LoopbackTLSServer:
                     return
                 buffer += data
             buffer = buffer[length:]
+            request = {":method": method, ":path": path, **headers}
             with self._lock:
-                self.requests.append({":method": method, ":path": path, **headers})
-            tls.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                + f"Content-Length: {len(self.body)}\r\n\r\n".encode("ascii")
-                + self.body
-            )
+                self.requests.append(request)
+            if self.handler is None:
+                reply: Reply = (200, [("Content-Type", "text/plain")], self.body)
+            else:
+                reply = self.handler(request)
+            if not self._send_reply(tls, reply):
+                return
+
+    def _send_reply(self, tls: ssl.SSLSocket, reply: Reply) -> bool:
+        """Send an HTTP/1.1 response; False when the connection must close after it."""
+        status, headers, body = reply
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers)
+        if isinstance(body, bytes):
+            if status != 304:
+                head += f"Content-Length: {len(body)}\r\n"
+            tls.sendall(head.encode("latin-1") + b"\r\n" + body)
+            return True
+        tls.sendall(head.encode("latin-1") + b"Connection: close\r\n\r\n")
+        for chunk in body:
+            if self._stopping.is_set():
+                break
+            tls.sendall(chunk)
+        return False
 
     def _serve_h2(self, tls: ssl.SSLSocket) -> None:
         import h2.config
@@ -194,6 +221,16 @@ class LoopbackTLSServer:
                     tls.sendall(h2conn.data_to_send())
                     return
             tls.sendall(h2conn.data_to_send())
+
+
+_REASONS = {
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    304: "Not Modified",
+    404: "Not Found",
+    500: "Internal Server Error",
+}
 
 
 def _text(value: str | bytes) -> str:

@@ -1,0 +1,424 @@
+"""``DynamicPins``: pins fetched from an update URL as signed documents, swapped live.
+
+A thin anyio shell around the pure trust rules in :mod:`pinsdk.trust`: it fetches
+(through a client pinned by itself), hands the bytes to :func:`~pinsdk.trust.accept`,
+and on success swaps one reference. Readers (every TLS handshake) never lock.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Literal
+
+import anyio
+import attrs
+import httpx
+from anyio.abc import TaskGroup
+
+from .cache import read_cache, write_cache
+from .client import AsyncClient
+from .envelope import DEFAULT_CLOCK_LEEWAY
+from .errors import PinConfigError, UpdateRejectedError
+from .keys import KeySet, PublicKeyLike
+from .policy import PinPolicy
+from .sslhook import VerifyTypes, pinned_ssl_context
+from .trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
+
+__all__ = ["DynamicPins", "UpdateResult", "UpdateState", "UpdateStatus"]
+
+logger = logging.getLogger("pinsdk")
+
+MIN_SUGGESTED_INTERVAL = 60.0
+MAX_SUGGESTED_INTERVAL = 7 * 24 * 3600.0
+_ACCEPTED_CONTENT_TYPES = (
+    "application/json",
+    "application/octet-stream",
+    "application/vnd.pinsdk.pinset+json",
+    "application/vnd.dsse.envelope.v1+json",
+    "text/plain",
+)
+
+
+@attrs.frozen
+class UpdateResult:
+    """The outcome of one fetch: ``status``, ``reason`` in words, and what is in force."""
+
+    status: UpdateStatus
+    reason: str
+    version: int
+    at: datetime
+    http_status: int | None = None
+
+
+@attrs.frozen
+class UpdateState:
+    """A snapshot of the refresher: last result, last success, and staleness."""
+
+    last_result: UpdateResult | None
+    last_success: datetime | None
+    version: int
+    expires: datetime | None
+    stale: bool
+    consecutive_failures: int
+    keyids: tuple[str, ...]
+    threshold: int
+
+
+@attrs.frozen
+class _Live:
+    """What handshakes read: swapped as one reference."""
+
+    policy: PinPolicy
+    expires_at: float | None
+    fallback: PinPolicy
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DynamicPins:
+    """Pins from a signed update document, refreshed in the background.
+
+    Pass it as ``pins=`` to :class:`~pinsdk.AsyncClient` or
+    :class:`~pinsdk.PinnedTransport`; ``current`` is the :class:`PinPolicy` in force,
+    read at every handshake. Use it as an async context manager: entering loads the
+    cache and, with ``auto_refresh=True``, starts the refresher (its first fetch begins
+    at once; entering does not wait); leaving stops it. ``on_update`` (sync or async) is
+    called with every :class:`UpdateResult` of the refresher; its errors are logged.
+    """
+
+    def __init__(
+        self,
+        update_url: str,
+        trusted_keys: Iterable[PublicKeyLike] | PublicKeyLike,
+        *,
+        threshold: int = 1,
+        bootstrap: PinPolicy | bytes | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        refresh_interval: float = 3600.0,
+        auto_refresh: bool = True,
+        verify: VerifyTypes = True,
+        timeout: float = 10.0,
+        max_size: int = 262144,
+        on_expiry: Literal["keep", "unpin"] = "keep",
+        clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
+        trust_env: bool = True,
+        on_update: Callable[[UpdateResult], object] | None = None,
+    ) -> None:
+        url = httpx.URL(update_url)
+        if url.scheme != "https":
+            raise PinConfigError(f"update_url must be an https:// URL, not {update_url!r}")
+        for name, value in (("refresh_interval", refresh_interval), ("timeout", timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise PinConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1024:
+            raise PinConfigError(f"max_size must be an integer of at least 1024, not {max_size!r}")
+        if on_expiry not in ("keep", "unpin"):
+            raise PinConfigError(f"on_expiry must be 'keep' or 'unpin', not {on_expiry!r}")
+        if not isinstance(clock_leeway, (int, float)) or clock_leeway < 0:
+            raise PinConfigError(f"clock_leeway must be >= 0 seconds, not {clock_leeway!r}")
+        self.update_url = str(url)
+        self.app_keys = KeySet.build(trusted_keys, threshold)  # type: ignore[arg-type]
+        self.cache_path = None if cache_path is None else os.fspath(cache_path)
+        self.refresh_interval = float(refresh_interval)
+        self.auto_refresh = auto_refresh
+        self.timeout = float(timeout)
+        self.max_size = max_size
+        self.on_expiry = on_expiry
+        self.clock_leeway = float(clock_leeway)
+        self._trust_env = trust_env
+        self.on_update = on_update
+
+        fallback = PinPolicy()
+        self._trust = TrustState(keys=self.app_keys)
+        if isinstance(bootstrap, PinPolicy):
+            fallback = bootstrap
+        elif isinstance(bootstrap, (bytes, bytearray)):
+            decision = accept(
+                self._trust, bytes(bootstrap), clock_leeway=self.clock_leeway, check_expiry=False
+            )
+            if decision.status is not UpdateStatus.UPDATED:
+                raise PinConfigError(f"bootstrap document does not verify: {decision.reason}")
+            self._trust = decision.state
+        elif bootstrap is not None:
+            raise PinConfigError(
+                "bootstrap must be a PinPolicy or signed envelope bytes, "
+                f"not {type(bootstrap).__name__}"
+            )
+        self._fallback = fallback
+        self._live = self._live_for(self._trust)
+        self._etag: str | None = None
+        self._last_modified: str | None = None
+        self._last_result: UpdateResult | None = None
+        self._last_success: datetime | None = None
+        self._failures = 0
+        self._lock = anyio.Lock()
+        self._task_group: TaskGroup | None = None
+        # The update host may itself be pinned by the document: it is fetched through us.
+        self._ssl_context = pinned_ssl_context(self, verify=verify, trust_env=trust_env)
+
+    # -- what handshakes read ------------------------------------------------------
+
+    @property
+    def current(self) -> PinPolicy:
+        """The :class:`PinPolicy` in force (its ``version`` is the document's)."""
+        live = self._live
+        if (
+            live.expires_at is not None
+            and self.on_expiry == "unpin"
+            and time.time() >= live.expires_at
+        ):
+            return live.fallback
+        return live.policy
+
+    def _live_for(self, trust: TrustState) -> _Live:
+        doc = trust.document
+        if doc is None:
+            return _Live(policy=self._fallback, expires_at=None, fallback=self._fallback)
+        return _Live(policy=doc.policy, expires_at=doc.expires.timestamp(), fallback=self._fallback)
+
+    @property
+    def state(self) -> UpdateState:
+        """A frozen snapshot: last result, time of last success, staleness, keys in force."""
+        trust, live = self._trust, self._live
+        doc = trust.document
+        return UpdateState(
+            last_result=self._last_result,
+            last_success=self._last_success,
+            version=live.policy.version if doc is None else doc.version,
+            expires=None if doc is None else doc.expires,
+            stale=live.expires_at is not None and time.time() >= live.expires_at,
+            consecutive_failures=self._failures,
+            keyids=tuple(k.keyid for k in trust.keys.keys),
+            threshold=trust.keys.threshold,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> DynamicPins:
+        if self.cache_path is not None:
+            await anyio.to_thread.run_sync(self._load_cache)
+        if self._trust.document is None and not self._fallback.domains:
+            logger.warning(
+                "DynamicPins for %s starts with no pins: nothing is pinned until the first "
+                "update is accepted (ship a bootstrap policy or document)",
+                self.update_url,
+            )
+        if self.auto_refresh:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._task_group.start_soon(self._run, name="pinsdk refresher")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        group, self._task_group = self._task_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(exc_type, exc, tb)
+
+    def _load_cache(self) -> None:
+        assert self.cache_path is not None
+        cached = read_cache(self.cache_path)
+        if cached is None:
+            return
+        try:
+            restored = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
+        except UpdateRejectedError as exc:
+            logger.warning("pin cache %s ignored: %s", self.cache_path, exc.reason)
+            return
+        if restored.version <= self._trust.version:
+            logger.info("pin cache %s is not newer than the bootstrap; not used", self.cache_path)
+            return
+        self._install(restored)
+        if isinstance(cached, dict):
+            etag, modified = cached.get("etag"), cached.get("last_modified")
+            self._etag = etag if isinstance(etag, str) else None
+            self._last_modified = modified if isinstance(modified, str) else None
+        logger.info("loaded pin document version %d from %s", restored.version, self.cache_path)
+
+    def _install(self, trust: TrustState) -> None:
+        # Two plain assignments: handshakes read self._live only, never a half-built value.
+        self._trust = trust
+        self._live = self._live_for(trust)
+
+    # -- fetching ----------------------------------------------------------------------
+
+    async def refresh(self) -> UpdateResult:
+        """Fetch the update URL once now and apply what it returns.
+
+        Never raises for remote or bad data: the outcome is the returned result.
+        """
+        async with self._lock:
+            result = await self._refresh_locked()
+        self._last_result = result
+        if result.status in (UpdateStatus.UPDATED, UpdateStatus.NOT_MODIFIED):
+            self._last_success = result.at
+            self._failures = 0
+        else:
+            self._failures += 1
+        level = logging.WARNING if result.status is UpdateStatus.REJECTED else logging.INFO
+        if result.status is UpdateStatus.NOT_MODIFIED:
+            level = logging.DEBUG
+        logger.log(
+            level, "pin update from %s: %s: %s", self.update_url, result.status.value, result.reason
+        )
+        return result
+
+    def _result(self, status: UpdateStatus, reason: str, http_status: int | None) -> UpdateResult:
+        return UpdateResult(status, reason, self._trust.version, _now(), http_status)
+
+    async def _refresh_locked(self) -> UpdateResult:
+        headers = {"Accept": "application/vnd.pinsdk.pinset+json, application/json"}
+        if self._trust.document is not None:
+            if self._etag:
+                headers["If-None-Match"] = self._etag
+            if self._last_modified:
+                headers["If-Modified-Since"] = self._last_modified
+        limit = 3 * self.timeout
+        status_code: int | None = None
+        try:
+            with anyio.fail_after(limit):
+                async with (
+                    _client(self) as client,
+                    client.stream("GET", self.update_url, headers=headers) as response,
+                ):
+                    status_code = response.status_code
+                    early = self._check_response(response)
+                    if early is not None:
+                        return early
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.max_size:
+                            return self._result(
+                                UpdateStatus.REJECTED,
+                                f"document is larger than max_size ({self.max_size} bytes); "
+                                "download aborted",
+                                status_code,
+                            )
+                    etag = response.headers.get("ETag")
+                    modified = response.headers.get("Last-Modified")
+        except TimeoutError:
+            return self._result(
+                UpdateStatus.FAILED, f"fetch did not finish within {limit:g} s", status_code
+            )
+        except httpx.HTTPError as exc:
+            return self._result(
+                UpdateStatus.FAILED, f"{type(exc).__name__}: {exc or 'no detail'}", status_code
+            )
+        decision = await self._decide(bytes(body))
+        if decision.status is UpdateStatus.UPDATED:
+            self._install(decision.state)
+            self._etag, self._last_modified = etag, modified
+            await self._save()
+        elif decision.status is UpdateStatus.NOT_MODIFIED:
+            self._etag, self._last_modified = etag, modified
+        return self._result(decision.status, decision.reason, status_code)
+
+    def _check_response(self, response: httpx.Response) -> UpdateResult | None:
+        code = response.status_code
+        if code == 304:
+            if self._trust.document is None:
+                return self._result(UpdateStatus.FAILED, "HTTP 304 but no document is held", code)
+            return self._result(
+                UpdateStatus.NOT_MODIFIED,
+                f"HTTP 304: version {self._trust.version} is current",
+                code,
+            )
+        if 300 <= code < 400:
+            location = response.headers.get("Location", "?")
+            return self._result(
+                UpdateStatus.FAILED, f"HTTP {code} redirect to {location} is not followed", code
+            )
+        if code != 200:
+            return self._result(UpdateStatus.FAILED, f"HTTP {code} from the update server", code)
+        ctype = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if ctype and ctype not in _ACCEPTED_CONTENT_TYPES:
+            return self._result(
+                UpdateStatus.REJECTED, f"unexpected Content-Type {ctype!r} for a pin document", code
+            )
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_size:
+            return self._result(
+                UpdateStatus.REJECTED,
+                f"document is {length} bytes; max_size is {self.max_size}",
+                code,
+            )
+        return None
+
+    async def _decide(self, body: bytes) -> Decision:
+        def judge() -> Decision:
+            return accept(self._trust, body, clock_leeway=self.clock_leeway, max_size=self.max_size)
+
+        if len(body) > 32 * 1024:  # a large document: verify off the event loop
+            return await anyio.to_thread.run_sync(judge)
+        return judge()
+
+    async def _save(self) -> None:
+        if self.cache_path is None:
+            return
+        content = to_cache(self._trust, {"etag": self._etag, "last_modified": self._last_modified})
+        path = self.cache_path
+        try:
+            await anyio.to_thread.run_sync(write_cache, path, content)
+        except OSError as exc:
+            logger.warning("could not write pin cache %s: %s", path, exc)
+
+    # -- schedule ----------------------------------------------------------------------
+
+    def next_delay(self, result: UpdateResult) -> float:
+        """Seconds until the next scheduled fetch after ``result``."""
+        doc = self._trust.document
+        interval = self.refresh_interval
+        if doc is not None and doc.refresh_interval is not None:
+            interval = min(
+                max(doc.refresh_interval, MIN_SUGGESTED_INTERVAL), MAX_SUGGESTED_INTERVAL
+            )
+        jitter = random.uniform(0.9, 1.1)  # noqa: S311 (spreads a fleet; not security)
+        delay = interval * jitter
+        if result.status in (UpdateStatus.FAILED, UpdateStatus.REJECTED):
+            base = min(interval, 5.0)
+            backoff = base * 2 ** min(self._failures - 1, 20)
+            delay = min(interval, backoff) * random.uniform(0.5, 1.0)  # noqa: S311
+        if self.state.stale:  # the document in force expired: retry eagerly
+            delay = min(delay, min(interval, 60.0) * random.uniform(0.5, 1.0))  # noqa: S311
+        return delay
+
+    async def _run(self) -> None:
+        while True:
+            result = await self.refresh()
+            await self._notify(result)
+            await anyio.sleep(self.next_delay(result))
+
+    async def _notify(self, result: UpdateResult) -> None:
+        if self.on_update is None:
+            return
+        try:
+            outcome = self.on_update(result)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.exception("on_update callback failed (ignored)")
+
+
+def _client(pins: DynamicPins) -> httpx.AsyncClient:
+    return AsyncClient(
+        pins=pins,
+        verify=pins._ssl_context,
+        timeout=pins.timeout,
+        follow_redirects=False,
+        trust_env=pins._trust_env,
+    )

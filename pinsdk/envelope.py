@@ -1,0 +1,378 @@
+"""Signed pin documents: DSSE v1 envelopes, their payload, signing and verification.
+
+Pure code. ``verify_envelope`` is the one door through which signed pins are accepted;
+the refresher, the cache loader, the bootstrap and the CLI all go through it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from .errors import (
+    EnvelopeFormatError,
+    ExpiredDocumentError,
+    PinConfigError,
+    SignatureError,
+)
+from .keys import KeySet, PrivateKeyLike, PublicKeyLike, SigningKey, load_private_key
+from .policy import PinPolicy
+from .timeutil import parse_datetime, to_timestamp
+
+__all__ = [
+    "PAYLOAD_TYPE",
+    "VerifiedPayload",
+    "pae",
+    "parse_envelope",
+    "sign_envelope",
+    "verify_envelope",
+]
+
+PAYLOAD_TYPE = "application/vnd.pinsdk.pinset+json"
+SPEC_VERSION = 1
+DEFAULT_CLOCK_LEEWAY = 600.0  # seconds of clock skew tolerated on expires/issued_at
+MAX_SIGNATURES = 16
+MAX_DOMAINS = 50_000
+MAX_PINS_PER_DOMAIN = 64
+MAX_DENY = 4_096
+MAX_TRUSTED_KEYS = 32
+_MAX_INT_DIGITS = 19  # JSON integers beyond int64 are refused before int() sees them
+
+
+def pae(payload_type: str | bytes, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: what a signature covers."""
+    ptype = payload_type.encode("utf-8") if isinstance(payload_type, str) else payload_type
+    return b"DSSEv1 %d %b %d %b" % (len(ptype), ptype, len(payload), payload)
+
+
+def b64decode_lenient(text: object, what: str) -> bytes:
+    """Standard or URL-safe base64, padded or not."""
+    if not isinstance(text, str):
+        raise EnvelopeFormatError(f"{what} must be a base64 string, not {type(text).__name__}")
+    cleaned = text.strip().rstrip("=").replace("-", "+").replace("_", "/")
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError):
+        raise EnvelopeFormatError(f"{what} is not valid base64") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise EnvelopeFormatError(f"duplicate JSON key {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise EnvelopeFormatError(f"JSON integer with {len(text)} digits is too large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise EnvelopeFormatError(f"JSON number {text[:40]!r} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise EnvelopeFormatError(f"JSON constant {name} is not allowed")
+
+
+def loads_strict(data: bytes, what: str) -> Any:
+    """UTF-8 JSON with duplicate keys, NaN/Infinity and oversized integers refused."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvelopeFormatError(f"{what} is not UTF-8") from None
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_reject_constant,
+        )
+    except EnvelopeFormatError as exc:
+        raise EnvelopeFormatError(f"{what}: {exc.reason}") from None
+    except RecursionError:
+        raise EnvelopeFormatError(f"{what} is nested too deeply") from None
+    except ValueError as exc:
+        raise EnvelopeFormatError(f"{what} is not valid JSON: {exc}") from None
+
+
+@attrs.frozen
+class Envelope:
+    """A parsed (not yet verified) DSSE envelope."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[tuple[str, bytes], ...]
+
+
+def parse_envelope(data: bytes | str) -> Envelope:
+    """Parse DSSE envelope JSON; raise :class:`EnvelopeFormatError` naming the problem."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    doc = loads_strict(raw, "envelope")
+    if not isinstance(doc, dict):
+        raise EnvelopeFormatError("envelope must be a JSON object")
+    payload_type = doc.get("payloadType")
+    if payload_type != PAYLOAD_TYPE:
+        raise EnvelopeFormatError(f"payloadType is {payload_type!r}, expected {PAYLOAD_TYPE!r}")
+    payload = b64decode_lenient(doc.get("payload"), "payload")
+    sigs = doc.get("signatures")
+    if not isinstance(sigs, list) or not sigs:
+        raise EnvelopeFormatError("signatures must be a non-empty list")
+    if len(sigs) > MAX_SIGNATURES:
+        raise EnvelopeFormatError(f"{len(sigs)} signatures; at most {MAX_SIGNATURES} are read")
+    signatures = []
+    for i, entry in enumerate(sigs):
+        if not isinstance(entry, dict):
+            raise EnvelopeFormatError(f"signatures[{i}] must be an object")
+        keyid = entry.get("keyid", "")
+        if keyid is None:
+            keyid = ""
+        if not isinstance(keyid, str):
+            raise EnvelopeFormatError(f"signatures[{i}].keyid must be a string")
+        signatures.append(
+            (keyid.lower(), b64decode_lenient(entry.get("sig"), f"signatures[{i}].sig"))
+        )
+    return Envelope(payload_type=payload_type, payload=payload, signatures=tuple(signatures))
+
+
+def signed_by(envelope: Envelope, keys: KeySet) -> frozenset[str]:
+    """The keyids of the trusted keys with a valid signature; each key counts once."""
+    message = pae(envelope.payload_type, envelope.payload)
+    by_id = {k.keyid: k for k in keys.keys}
+    valid: set[str] = set()
+    for keyid, sig in envelope.signatures:
+        candidates = [by_id[keyid]] if keyid in by_id else ([] if keyid else list(by_id.values()))
+        for key in candidates:
+            if key.keyid not in valid and key.verify(sig, message):
+                valid.add(key.keyid)
+                break
+    return frozenset(valid)
+
+
+def _require_threshold(envelope: Envelope, keys: KeySet, which: str) -> frozenset[str]:
+    valid = signed_by(envelope, keys)
+    if len(valid) < keys.threshold:
+        raise SignatureError(
+            f"signed by {len(valid)} of the {which} trusted keys; {keys.threshold} required"
+        )
+    return valid
+
+
+@attrs.frozen(eq=False)
+class VerifiedPayload(Mapping[str, Any]):
+    """A pin document whose signatures verified: read it as a mapping or by attributes.
+
+    ``policy`` is the :class:`PinPolicy` it describes (with the document's
+    ``version``); ``rotated_keys`` is the new key set when the document rotates keys.
+    """
+
+    data: Mapping[str, Any]
+    payload: bytes
+    version: int
+    issued_at: datetime
+    expires: datetime
+    refresh_interval: float | None
+    policy: PinPolicy
+    rotated_keys: KeySet | None
+    signed_by: frozenset[str]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, VerifiedPayload):
+            return self.payload == other.payload
+        return Mapping.__eq__(self, other)
+
+    def __hash__(self) -> int:
+        return hash(self.payload)
+
+    def is_expired(self, now: float | None = None, leeway: float = 0.0) -> bool:
+        """Whether ``expires`` (plus ``leeway`` seconds) has passed."""
+        at = time.time() if now is None else now
+        return at >= self.expires.timestamp() + leeway
+
+
+def _field(doc: Mapping[str, Any], name: str) -> Any:
+    if name not in doc:
+        raise EnvelopeFormatError(f"payload is missing {name!r}")
+    return doc[name]
+
+
+def _check_spec_version(value: object) -> None:
+    major: object = value
+    if isinstance(value, str):
+        major = value.split(".", 1)[0]
+        major = int(major) if major.isdigit() else major
+    if isinstance(major, bool) or major != SPEC_VERSION:
+        raise EnvelopeFormatError(
+            f"spec_version {value!r} is not supported (this client reads {SPEC_VERSION})"
+        )
+
+
+def _parse_keys(value: object) -> KeySet:
+    if not isinstance(value, dict) or not isinstance(value.get("trusted"), list):
+        raise EnvelopeFormatError('\'keys\' must be {"trusted": [PEM...], "threshold": k}')
+    trusted = value["trusted"]
+    if len(trusted) > MAX_TRUSTED_KEYS:
+        raise EnvelopeFormatError(f"'keys' lists {len(trusted)} keys; at most {MAX_TRUSTED_KEYS}")
+    if not all(isinstance(k, str) for k in trusted):
+        raise EnvelopeFormatError("'keys.trusted' must hold PEM strings")
+    try:
+        return KeySet.build(trusted, value.get("threshold", 1))
+    except PinConfigError as exc:
+        raise EnvelopeFormatError(f"'keys' is invalid: {exc}") from None
+
+
+def parse_payload(payload: bytes) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """Parse and check the payload's fields; returns the raw mapping and parsed values."""
+    doc = loads_strict(payload, "payload")
+    if not isinstance(doc, dict):
+        raise EnvelopeFormatError("payload must be a JSON object")
+    _check_spec_version(_field(doc, "spec_version"))
+    version = _field(doc, "version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise EnvelopeFormatError(f"version must be an integer >= 1, not {version!r}")
+    try:
+        issued_at = parse_datetime(_field(doc, "issued_at"), what="issued_at")
+        expires = parse_datetime(_field(doc, "expires"), what="expires")
+    except PinConfigError as exc:
+        raise EnvelopeFormatError(str(exc)) from None
+    if expires <= issued_at:
+        raise EnvelopeFormatError("expires is not after issued_at")
+    refresh = doc.get("refresh_interval")
+    if refresh is not None and (
+        isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or refresh <= 0
+    ):
+        raise EnvelopeFormatError(f"refresh_interval must be a positive number, not {refresh!r}")
+    domains = doc.get("domains", [])
+    deny = doc.get("deny", [])
+    if not isinstance(domains, list) or not isinstance(deny, list):
+        raise EnvelopeFormatError("'domains' and 'deny' must be lists")
+    if len(domains) > MAX_DOMAINS:
+        raise EnvelopeFormatError(f"{len(domains)} domains; at most {MAX_DOMAINS} are accepted")
+    if len(deny) > MAX_DENY:
+        raise EnvelopeFormatError(f"{len(deny)} deny pins; at most {MAX_DENY} are accepted")
+    for entry in domains:
+        pins = entry.get("pins") if isinstance(entry, dict) else None
+        if isinstance(pins, list) and len(pins) > MAX_PINS_PER_DOMAIN:
+            raise EnvelopeFormatError(
+                f"domain {entry.get('host')!r} has {len(pins)} pins; at most {MAX_PINS_PER_DOMAIN}"
+            )
+    try:
+        policy = PinPolicy.from_dict({"version": version, "domains": domains, "deny": deny})
+    except PinConfigError as exc:
+        raise EnvelopeFormatError(f"payload pins are invalid: {exc}") from None
+    keys = _parse_keys(doc["keys"]) if doc.get("keys") is not None else None
+    parsed = {
+        "version": version,
+        "issued_at": issued_at,
+        "expires": expires,
+        "refresh_interval": None if refresh is None else float(refresh),
+        "policy": policy,
+        "rotated_keys": keys,
+    }
+    return doc, parsed
+
+
+def as_keyset(
+    trusted_keys: KeySet | Iterable[PublicKeyLike] | PublicKeyLike, threshold: int
+) -> KeySet:
+    """Accept a :class:`KeySet` as is, or build one from keys and a threshold."""
+    if isinstance(trusted_keys, KeySet):
+        return trusted_keys
+    return KeySet.build(trusted_keys, threshold)  # type: ignore[arg-type]
+
+
+def verify_envelope(
+    data: bytes | str,
+    trusted_keys: KeySet | Iterable[PublicKeyLike] | PublicKeyLike,
+    *,
+    threshold: int = 1,
+    now: datetime | float | None = None,
+    clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
+    check_expiry: bool = True,
+    max_size: int | None = None,
+) -> VerifiedPayload:
+    """Verify a signed pin document and return its payload.
+
+    Checks, in order: size, envelope shape and ``payloadType``; that at least
+    ``threshold`` distinct trusted keys signed the PAE; the payload's fields, pins and
+    caps; for a key rotation (``"keys"`` in the payload), that the threshold of the new
+    keys signed too; and, unless ``check_expiry=False``, that ``expires`` has not passed
+    and ``issued_at`` is not in the future (both with ``clock_leeway`` seconds of slack).
+    Raises an :class:`~pinsdk.UpdateRejectedError` subclass whose ``reason`` says why.
+    Version rules (rollback, equivocation) need the trusted state: see ``DynamicPins``.
+    """
+    if max_size is not None and len(data) > max_size:
+        raise EnvelopeFormatError(f"document is {len(data)} bytes; the limit is {max_size}")
+    keys = as_keyset(trusted_keys, threshold)
+    envelope = parse_envelope(data)
+    valid = _require_threshold(envelope, keys, "current")
+    doc, parsed = parse_payload(envelope.payload)
+    new_keys: KeySet | None = parsed["rotated_keys"]
+    if new_keys is not None:
+        valid |= _require_threshold(envelope, new_keys, "new")
+    if check_expiry:
+        at = to_timestamp(now)
+        at = time.time() if at is None else at
+        if at >= parsed["expires"].timestamp() + clock_leeway:
+            raise ExpiredDocumentError(
+                f"document version {parsed['version']} expired at {parsed['expires'].isoformat()}"
+            )
+        if parsed["issued_at"].timestamp() > at + clock_leeway:
+            raise ExpiredDocumentError(
+                f"document version {parsed['version']} claims to be issued in the future "
+                f"({parsed['issued_at'].isoformat()})"
+            )
+    return VerifiedPayload(data=doc, payload=envelope.payload, signed_by=valid, **parsed)
+
+
+def sign_envelope(
+    payload: Mapping[str, Any],
+    private_keys: Iterable[PrivateKeyLike] | PrivateKeyLike,
+) -> bytes:
+    """Serialise ``payload`` (compact, sorted keys, UTF-8) and sign it with every key.
+
+    Returns the DSSE envelope as UTF-8 JSON bytes, base64 standard with padding.
+    """
+    if isinstance(private_keys, (str, bytes)) or not isinstance(private_keys, Iterable):
+        private_keys = [private_keys]
+    signers: list[SigningKey] = [load_private_key(k) for k in private_keys]
+    if not signers:
+        raise PinConfigError("sign_envelope needs at least one private key")
+    body = json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    payload_bytes = body.encode("utf-8")
+    message = pae(PAYLOAD_TYPE, payload_bytes)
+    envelope = {
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64.b64encode(payload_bytes).decode("ascii"),
+        "signatures": [
+            {"keyid": s.keyid, "sig": base64.b64encode(s.sign(message)).decode("ascii")}
+            for s in signers
+        ],
+    }
+    return json.dumps(envelope, indent=2).encode("utf-8") + b"\n"
