@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m pinsdk.demo
+	$(BIN)/pinsdk demo
 
 test: lint types pytest docs
 
