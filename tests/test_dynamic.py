@@ -564,3 +564,66 @@ def test_schedule_follows_document_suggestion_and_backs_off(
     assert backoffs[0] <= 5
     assert backoffs[3] > backoffs[0]
     assert all(b <= 60 for b in backoffs)
+
+
+async def test_no_request_fails_because_of_swaps(
+    serve: Callable[..., LoopbackTLSServer],
+    api_cert: trustme.LeafCert,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+) -> None:
+    """Handshakes read whichever policy is in force; swapping between valid ones never fails one."""
+    import httpx
+
+    server = serve(api_cert, http2=False)
+
+    class Source:
+        """Records which policy versions the handshakes actually read."""
+
+        def __init__(self) -> None:
+            self.policy = PinPolicy([DomainPins("127.0.0.1", [pins["leaf"], BACKUP])])
+            self.read: set[int] = set()
+
+        @property
+        def current(self) -> PinPolicy:
+            policy = self.policy
+            self.read.add(policy.version)
+            # The worst case on top of the swapper task: a swap right after every read.
+            self.policy = policies[(policy.version + 1) % len(policies)]
+            return policy
+
+    policies = [
+        PinPolicy([DomainPins("127.0.0.1", [pins[which], BACKUP])], version=n)
+        for n, which in enumerate(["leaf", "intermediate", "root"])
+    ]
+    swaps = 0
+    source = Source()
+    failures: list[BaseException] = []
+    done = anyio.Event()
+    limits = httpx.Limits(max_keepalive_connections=0)  # every request is a new handshake
+    async with pinsdk.AsyncClient(pins=source, verify=device_trust(), limits=limits) as client:
+
+        async def swapper() -> None:
+            nonlocal swaps
+            while not done.is_set() and swaps < 1_000_000:  # bounded
+                source.policy = policies[swaps % len(policies)]
+                swaps += 1
+                await anyio.sleep(0)
+
+        async def request() -> None:
+            try:
+                response = await client.get(server.url())
+                assert response.status_code == 200
+            except Exception as exc:  # collected: the assertion is on the whole run
+                failures.append(exc)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(swapper)
+                async with anyio.create_task_group() as requests:
+                    for _ in range(100):
+                        requests.start_soon(request)
+                done.set()
+    assert failures == []
+    assert server.handshakes_completed >= 100
+    assert len(source.read) == 3  # handshakes really ran under each of the swapped policies
