@@ -16,10 +16,12 @@ from .errors import (
     SignatureError,
     UpdateRejectedError,
 )
+from .events import PinFailure
 from .hosts import normalize_host
 from .keys import keyid_of
 from .pins import parse_pin, spki_pin
 from .policy import DomainPins, PinPolicy
+from .reporting import Reporting
 from .request_errors import PinCheckUnavailableError, PinValidationError, PlaintextRequestError
 from .sslhook import pinned_ssl_context
 from .transport import PinnedTransport
@@ -45,6 +47,8 @@ __all__ = [
     "sign_envelope",
     "verify_envelope",
     "PinCheckUnavailableError",
+    "PinFailure",
+    "Reporting",
     "PinConfigError",
     "PinPolicy",
     "PinValidationError",

@@ -8,7 +8,7 @@ import attrs
 from cryptography import x509
 
 from .pins import DEFAULT_CACHE, ChainPinCache
-from .policy import PinPolicy
+from .policy import DomainPins, PinPolicy
 
 __all__ = ["Verdict", "describe_failure", "evaluate"]
 
@@ -28,6 +28,8 @@ class Verdict:
     expected_pins: frozenset[str]
     denied_pins: tuple[str, ...]
     policy_version: int
+    domains: tuple[DomainPins, ...] = attrs.field(default=(), eq=False, repr=False)
+    report_uri: str | None = None
 
 
 def evaluate(
@@ -57,6 +59,8 @@ def evaluate(
             expected_pins=frozenset().union(*(d.pins for d in domains)),
             denied_pins=(),
             policy_version=policy.version,
+            domains=domains,
+            report_uri=policy.report_uri_for(domains),
         )
     served = cache.chain_pins(chain)
     expected: frozenset[str] = (
@@ -73,6 +77,8 @@ def evaluate(
                 expected_pins=expected,
                 denied_pins=denied,
                 policy_version=policy.version,
+                domains=domains,
+                report_uri=policy.report_uri_for(domains),
             )
     if not domains:
         return None
@@ -87,6 +93,8 @@ def evaluate(
         expected_pins=expected,
         denied_pins=(),
         policy_version=policy.version,
+        domains=domains,
+        report_uri=policy.report_uri_for(domains),
     )
 
 

@@ -113,6 +113,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
         "domains": shape["domains"],
         "deny": shape["deny"],
     }
+    if shape.get("report_uri"):
+        payload["report_uri"] = shape["report_uri"]
     if args.refresh_interval is not None:
         payload["refresh_interval"] = args.refresh_interval
     try:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
+import anyio
 import httpx
+from anyio.abc import TaskGroup
 
 from .errors import PinConfigError
+from .reporting import FailureCallback, Monitor, Reporting
 from .sslhook import PinsArg, VerifyTypes, as_source, pinned_ssl_context
 from .transport import PinnedTransport
 
@@ -23,6 +27,9 @@ class AsyncClient(httpx.AsyncClient):
     client builds, the proxy ones included, carries the pin check. A ``transport=`` or
     ``mounts=`` entry that is not a :class:`PinnedTransport` would bypass pinning and
     is refused with a ``ValueError`` (:class:`~pinsdk.PinConfigError`).
+
+    ``on_pin_failure`` and ``reporting`` work as for :class:`PinnedTransport`; reports
+    are sent by a background task while the client is open (``async with``).
     """
 
     def __init__(
@@ -33,9 +40,19 @@ class AsyncClient(httpx.AsyncClient):
         transport: httpx.AsyncBaseTransport | None = None,
         mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
         trust_env: bool = True,
+        on_pin_failure: FailureCallback | None = None,
+        reporting: Reporting | None = None,
         **kwargs: Any,
     ) -> None:
+        from . import __version__
+
         self.pins = as_source(pins)
+        self.monitor = Monitor(
+            on_pin_failure=on_pin_failure,
+            reporting=reporting if reporting is not None else Reporting(),
+            sdk_version=__version__,
+        )
+        self._reporter_group: TaskGroup | None = None
         if transport is not None and not isinstance(transport, PinnedTransport):
             raise PinConfigError(
                 f"transport={type(transport).__name__} would bypass pinning; pass a "
@@ -54,7 +71,7 @@ class AsyncClient(httpx.AsyncClient):
             )
         # One context for every transport of this client: loading the trust store once.
         self._pinned_context: ssl.SSLContext = pinned_ssl_context(
-            self.pins, verify=verify, trust_env=trust_env
+            self.pins, verify=verify, trust_env=trust_env, monitors=[self.monitor]
         )
         super().__init__(
             verify=self._pinned_context,
@@ -90,6 +107,7 @@ class AsyncClient(httpx.AsyncClient):
             http2=http2,
             limits=limits,
             trust_env=trust_env,
+            _monitor=self.monitor,
         )
 
     def _init_proxy_transport(
@@ -110,4 +128,38 @@ class AsyncClient(httpx.AsyncClient):
             limits=limits,
             trust_env=trust_env,
             proxy=proxy,
+            _monitor=self.monitor,
         )
+
+    async def flush_reports(self, timeout: float = 5.0) -> bool:
+        """Wait until queued pin failure reports were sent (or failed); False on timeout.
+
+        Reports are only sent while this object is open (``async with``).
+        """
+        reporter = self.monitor.reporter
+        return True if reporter is None else await reporter.flush(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: handshakes checked and passed, pin failures, reports, policy version."""
+        return self.monitor.stats.as_dict(self.pins.current.version)
+
+    async def __aenter__(self) -> AsyncClient:
+        await super().__aenter__()
+        reporter = self.monitor.reporter
+        if reporter is not None:
+            self._reporter_group = anyio.create_task_group()
+            await self._reporter_group.__aenter__()
+            self._reporter_group.start_soon(reporter.run, name="pinsdk report sender")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        group, self._reporter_group = self._reporter_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+        await super().__aexit__(exc_type, exc_value, traceback)

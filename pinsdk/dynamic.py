@@ -28,6 +28,7 @@ from .envelope import DEFAULT_CLOCK_LEEWAY
 from .errors import PinConfigError, UpdateRejectedError
 from .keys import KeySet, PublicKeyLike
 from .policy import PinPolicy
+from .reporting import FailureCallback, Monitor
 from .sslhook import VerifyTypes, pinned_ssl_context
 from .trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
 
@@ -71,6 +72,14 @@ class UpdateState:
     threshold: int
 
 
+_STAT_FOR = {
+    UpdateStatus.UPDATED: "updates_accepted",
+    UpdateStatus.REJECTED: "updates_rejected",
+    UpdateStatus.NOT_MODIFIED: "updates_not_modified",
+    UpdateStatus.FAILED: "updates_failed",
+}
+
+
 @attrs.frozen
 class _Live:
     """What handshakes read: swapped as one reference."""
@@ -112,6 +121,8 @@ class DynamicPins:
         clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
         trust_env: bool = True,
         on_update: Callable[[UpdateResult], object] | None = None,
+        on_pin_failure: FailureCallback | None = None,
+        self_heal_interval: float | None = 60.0,
     ) -> None:
         url = httpx.URL(update_url)
         if url.scheme != "https":
@@ -136,6 +147,20 @@ class DynamicPins:
         self.clock_leeway = float(clock_leeway)
         self._trust_env = trust_env
         self.on_update = on_update
+        if self_heal_interval is not None and (
+            isinstance(self_heal_interval, bool)
+            or not isinstance(self_heal_interval, (int, float))
+            or self_heal_interval < 0
+        ):
+            raise PinConfigError(
+                f"self_heal_interval must be >= 0 seconds or None, not {self_heal_interval!r}"
+            )
+        self.self_heal_interval = self_heal_interval
+        # Counts every handshake made with these pins, and runs on_pin_failure; reports
+        # are sent by the clients (the owners of the requests), not here.
+        self.monitor = Monitor(on_pin_failure=on_pin_failure, reporting=None)
+        self._last_heal: float | None = None
+        self._heal_inflight: anyio.Event | None = None
 
         fallback = PinPolicy()
         self._trust = TrustState(keys=self.app_keys)
@@ -263,6 +288,7 @@ class DynamicPins:
         """
         async with self._lock:
             result = await self._refresh_locked()
+        self.monitor.stats.add(_STAT_FOR[result.status])
         self._last_result = result
         if result.status in (UpdateStatus.UPDATED, UpdateStatus.NOT_MODIFIED):
             self._last_success = result.at
@@ -376,6 +402,33 @@ class DynamicPins:
             await anyio.to_thread.run_sync(write_cache, path, content)
         except OSError as exc:
             logger.warning("could not write pin cache %s: %s", path, exc)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: updates by outcome, handshakes and pin failures with these pins."""
+        return self.monitor.stats.as_dict(self.current.version)
+
+    async def heal(self, host: str, expected: frozenset[str]) -> bool:
+        """After an enforced pin failure on ``host``: refresh out of schedule (at most once
+        per ``self_heal_interval``, shared by concurrent callers) and say whether the pins
+        for ``host`` now differ from ``expected`` (then one retry is worth it)."""
+        if self.self_heal_interval is None:
+            return False
+        inflight = self._heal_inflight
+        if inflight is not None:
+            await inflight.wait()
+        elif self._last_heal is None or (
+            time.monotonic() - self._last_heal >= self.self_heal_interval
+        ):
+            self._last_heal = time.monotonic()
+            self._heal_inflight = done = anyio.Event()
+            try:
+                self.monitor.stats.add("self_heal_refreshes")
+                logger.info("pin failure on %s: refreshing pins out of schedule", host)
+                await self._notify(await self.refresh())
+            finally:
+                done.set()
+                self._heal_inflight = None
+        return self.current.pins_for(host) != expected
 
     # -- schedule ----------------------------------------------------------------------
 

@@ -283,7 +283,14 @@ def parse_payload(payload: bytes) -> tuple[Mapping[str, Any], dict[str, Any]]:
                 f"domain {entry.get('host')!r} has {len(pins)} pins; at most {MAX_PINS_PER_DOMAIN}"
             )
     try:
-        policy = PinPolicy.from_dict({"version": version, "domains": domains, "deny": deny})
+        policy = PinPolicy.from_dict(
+            {
+                "version": version,
+                "domains": domains,
+                "deny": deny,
+                "report_uri": doc.get("report_uri"),
+            }
+        )
     except PinConfigError as exc:
         raise EnvelopeFormatError(f"payload pins are invalid: {exc}") from None
     keys = _parse_keys(doc["keys"]) if doc.get("keys") is not None else None

@@ -157,8 +157,13 @@ class LoopbackTLSServer:
                 if not data:
                     return
                 buffer += data
-            buffer = buffer[length:]
-            request = {":method": method, ":path": path, **headers}
+            content, buffer = buffer[:length], buffer[length:]
+            request = {
+                ":method": method,
+                ":path": path,
+                ":body": content.decode("utf-8", "replace"),
+                **headers,
+            }
             with self._lock:
                 self.requests.append(request)
             if self.handler is None:

@@ -27,8 +27,8 @@ logger = logging.getLogger("pinsdk")
 
 Mode = Literal["enforce", "report"]
 _MODES = ("enforce", "report")
-_DOMAIN_KEYS = frozenset({"host", "pins", "include_subdomains", "mode", "expires"})
-_POLICY_KEYS = frozenset({"version", "domains", "deny", "require_backup"})
+_DOMAIN_KEYS = frozenset({"host", "pins", "include_subdomains", "mode", "expires", "report_uri"})
+_POLICY_KEYS = frozenset({"version", "domains", "deny", "require_backup", "report_uri"})
 
 
 def _convert_pattern(host: object) -> HostPattern:
@@ -39,6 +39,18 @@ def _convert_pattern(host: object) -> HostPattern:
 
 def _convert_expires(value: object) -> datetime | None:
     return None if value is None else parse_datetime(value, what="expires")
+
+
+def check_report_uri(value: object, *, what: str) -> str | None:
+    """``None`` or an absolute ``https://`` or ``http://`` URL (reports are not secrets)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise PinConfigError(f"{what} must be an http(s):// URL, not {value!r}")
+    rest = value.split("://", 1)[1]
+    if not rest or rest[0] in "/?#" or any(c.isspace() for c in value):
+        raise PinConfigError(f"{what} {value!r} is not a valid URL")
+    return value
 
 
 def _check_bool(name: str) -> Any:
@@ -64,6 +76,7 @@ class DomainPins:
     include_subdomains: bool = attrs.field(validator=_check_bool("include_subdomains"))
     mode: Mode
     expires: datetime | None
+    report_uri: str | None
     expires_at: float | None = attrs.field(eq=False, repr=False)
 
     def __init__(
@@ -74,6 +87,7 @@ class DomainPins:
         include_subdomains: bool = False,
         mode: Mode = "enforce",
         expires: datetime | str | None = None,
+        report_uri: str | None = None,
     ) -> None:
         pattern = _convert_pattern(host)
         if mode not in _MODES:
@@ -97,6 +111,7 @@ class DomainPins:
             include_subdomains,
             mode,
             when,
+            check_report_uri(report_uri, what=f"report_uri of {pattern.text!r}"),
             None if when is None else when.timestamp(),
         )
 
@@ -137,6 +152,7 @@ class DomainPins:
             include_subdomains=data.get("include_subdomains", False),
             mode=data.get("mode", "enforce"),
             expires=data.get("expires"),
+            report_uri=data.get("report_uri"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +165,8 @@ class DomainPins:
         }
         if self.expires is not None:
             out["expires"] = format_datetime(self.expires)
+        if self.report_uri is not None:
+            out["report_uri"] = self.report_uri
         return out
 
 
@@ -194,6 +212,7 @@ class PinPolicy:
     deny: frozenset[str]
     version: int
     require_backup: bool
+    report_uri: str | None
     _index: tuple[_Index, _Index, _Index] = attrs.field(eq=False, repr=False)
     _expiring: bool = attrs.field(eq=False, repr=False)
 
@@ -204,6 +223,7 @@ class PinPolicy:
         deny: Iterable[str] = (),
         version: int = 0,
         require_backup: bool = False,
+        report_uri: str | None = None,
     ) -> None:
         if isinstance(domains, (str, bytes, Mapping)):
             raise PinConfigError("domains must be a list of DomainPins")
@@ -232,6 +252,7 @@ class PinPolicy:
             deny_set,
             version,
             require_backup,
+            check_report_uri(report_uri, what="report_uri"),
             _build_index(entries),
             any(e.expires_at is not None for e in entries),
         )
@@ -268,6 +289,14 @@ class PinPolicy:
         """:meth:`lookup` for a name the TLS layer already validated (hot path)."""
         return self._lookup(fast_normalize(server_hostname), now)
 
+    def report_uri_for(self, domains: Iterable[DomainPins]) -> str | None:
+        """Where failures of these matching entries are reported: an entry's own
+        ``report_uri`` wins over the policy's."""
+        for d in domains:
+            if d.report_uri is not None:
+                return d.report_uri
+        return self.report_uri
+
     def pins_for(self, host: str, *, now: datetime | float | None = None) -> frozenset[str]:
         """The union of the pins of every matching, unexpired domain (empty if unpinned)."""
         found = self.lookup(host, now=now)
@@ -294,6 +323,7 @@ class PinPolicy:
             deny=deny,
             version=data.get("version", 0),
             require_backup=data.get("require_backup", False),
+            report_uri=data.get("report_uri"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -305,6 +335,8 @@ class PinPolicy:
         }
         if self.require_backup:
             out["require_backup"] = True
+        if self.report_uri is not None:
+            out["report_uri"] = self.report_uri
         return out
 
     @classmethod

@@ -13,12 +13,16 @@ import logging
 import os
 import ssl
 import sys
+from collections.abc import Iterable
+from contextvars import ContextVar
+from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
 import httpx
 
 from .check import describe_failure, evaluate
 from .errors import PinConfigError
+from .events import PinFailure, Stats
 from .pins import DEFAULT_CACHE, ChainPinCache
 from .policy import PinPolicy
 from .request_errors import PinCheckUnavailableError, PinValidationError
@@ -51,13 +55,17 @@ def as_source(pins: object) -> PinSource:
     return pins  # type: ignore[return-value]
 
 
-def _verified_chain_private(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
-    """3.10-3.12: only the private ``_sslobj`` has it, and it returns PEM unless told DER."""
-    chain = obj._sslobj.get_verified_chain()  # type: ignore[union-attr]
+def _chain_private(obj: ssl.SSLObject | ssl.SSLSocket, which: str) -> list[bytes]:
+    """3.10-3.12: only the private ``_sslobj`` has the chains, as PEM unless told DER."""
+    chain = getattr(obj._sslobj, which)()  # type: ignore[union-attr]
     if not chain:
         return []
     der: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
     return [cert.public_bytes(der) for cert in chain]
+
+
+def _verified_chain_private(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+    return _chain_private(obj, "get_verified_chain")
 
 
 if sys.version_info >= (3, 13):
@@ -66,8 +74,27 @@ if sys.version_info >= (3, 13):
         """The chain OpenSSL verified, leaf to trust anchor, as DER (``[]`` if none)."""
         return obj.get_verified_chain()
 
+    def served_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+        """The certificates the server sent, as DER (for reports only, never for matching)."""
+        return obj.get_unverified_chain()
+
 else:
     verified_chain = _verified_chain_private
+
+    def served_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+        """The certificates the server sent, as DER (for reports only, never for matching)."""
+        return _chain_private(obj, "get_unverified_chain")
+
+
+class FailureMonitor(Protocol):
+    """What the pin check needs of an observer: counters."""
+
+    stats: Stats
+
+
+# Set by PinnedTransport around each request: the pin check appends the failures it
+# sees, so the transport can dispatch them (callbacks, reports) with the request's port.
+SEEN_FAILURES: ContextVar[list[PinFailure] | None] = ContextVar("pinsdk_failures", default=None)
 
 
 class PinCheck:
@@ -76,6 +103,19 @@ class PinCheck:
     def __init__(self, source: PinSource, cache: ChainPinCache = DEFAULT_CACHE) -> None:
         self.source = source
         self.cache = cache
+        self.monitors: tuple[FailureMonitor, ...] = ()
+
+    def add_monitors(self, monitors: Iterable[FailureMonitor]) -> None:
+        """Also count into (and report to) these observers."""
+        for monitor in monitors:
+            if monitor not in self.monitors:
+                self.monitors = (*self.monitors, monitor)
+
+    def _count(self, key: str) -> None:
+        for monitor in self.monitors:
+            stats = monitor.stats
+            stats.add("handshakes_checked")
+            stats.add(key)
 
     def __call__(self, obj: ssl.SSLObject | ssl.SSLSocket) -> None:
         context = obj.context
@@ -96,11 +136,24 @@ class PinCheck:
                 f"refusing the connection to {host}: the pin source failed: {exc!r}"
             ) from exc
         if not policy.domains and not policy.deny:
+            self._count("handshakes_passed")
             return
         chain = verified_chain(obj)
         verdict = evaluate(policy, host, chain, cache=self.cache)
         if verdict is None:
+            self._count("handshakes_passed")
             return
+        self._count("pin_failures_enforced" if verdict.enforced else "pin_failures_reported")
+        seen = SEEN_FAILURES.get()
+        if seen is not None:
+            seen.append(
+                PinFailure.from_verdict(
+                    verdict,
+                    at=datetime.now(timezone.utc),
+                    validated_chain=chain,
+                    served_chain=served_chain(obj),
+                )
+            )
         if verdict.enforced:
             logger.warning(
                 "pin failure for %s (enforced, connection refused): %s; served %s; expected %s",
@@ -143,12 +196,15 @@ class PinnedSSLSocket(ssl.SSLSocket):
             raise
 
 
-def install_pin_check(context: ssl.SSLContext, source: PinSource) -> ssl.SSLContext:
+def install_pin_check(
+    context: ssl.SSLContext, source: PinSource, monitors: Iterable[FailureMonitor] = ()
+) -> ssl.SSLContext:
     """Install the pin check of ``source`` on ``context`` (in place) and return it."""
     _require_verification(context)
     current: Any = context.sslobject_class
     if isinstance(current, type) and issubclass(current, PinnedSSLObject):
         if current.pin_check.source is source:
+            current.pin_check.add_monitors(monitors)
             return context
         raise PinConfigError(
             "this SSLContext already enforces another pin source; use one SSLContext per "
@@ -160,6 +216,7 @@ def install_pin_check(context: ssl.SSLContext, source: PinSource) -> ssl.SSLCont
             "install its pin check on it"
         )
     check = PinCheck(source)
+    check.add_monitors(monitors)
     context.sslobject_class = type("PinnedSSLObject", (PinnedSSLObject,), {"pin_check": check})
     if context.sslsocket_class is ssl.SSLSocket:
         context.sslsocket_class = type("PinnedSSLSocket", (PinnedSSLSocket,), {"pin_check": check})
@@ -179,8 +236,20 @@ def _require_verification(context: ssl.SSLContext) -> None:
         )
 
 
+def pin_check_of(context: ssl.SSLContext) -> PinCheck | None:
+    """The pin check installed on a context, if any."""
+    current: Any = context.sslobject_class
+    if isinstance(current, type) and issubclass(current, PinnedSSLObject):
+        return current.pin_check
+    return None
+
+
 def pinned_ssl_context(
-    pins: PinsArg, *, verify: VerifyTypes = True, trust_env: bool = True
+    pins: PinsArg,
+    *,
+    verify: VerifyTypes = True,
+    trust_env: bool = True,
+    monitors: Iterable[FailureMonitor] = (),
 ) -> ssl.SSLContext:
     """Return an ``ssl.SSLContext`` that verifies certificates and then checks pins.
 
@@ -215,4 +284,8 @@ def pinned_ssl_context(
         raise PinConfigError(
             f"verify must be True, a CA bundle path or an ssl.SSLContext, not {verify!r}"
         )
-    return install_pin_check(context, source)
+    # A pin source that observes failures itself (DynamicPins) counts every handshake too.
+    own = getattr(source, "monitor", None)
+    if own is not None and isinstance(getattr(own, "stats", None), Stats):
+        monitors = (*monitors, own)
+    return install_pin_check(context, source, monitors)

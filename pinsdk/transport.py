@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+import anyio
+import attrs
 import httpx
+from anyio.abc import TaskGroup
 
+from .events import PinFailure
 from .hosts import fast_normalize
-from .request_errors import PlaintextRequestError
-from .sslhook import PinsArg, PinSource, VerifyTypes, as_source, pinned_ssl_context
+from .reporting import FailureCallback, Monitor, Reporting
+from .request_errors import PinValidationError, PlaintextRequestError
+from .sslhook import (
+    SEEN_FAILURES,
+    PinCheck,
+    PinsArg,
+    PinSource,
+    VerifyTypes,
+    as_source,
+    pin_check_of,
+    pinned_ssl_context,
+)
 
 __all__ = ["PinnedTransport"]
 
 logger = logging.getLogger("pinsdk")
+
+Heal = Callable[[str, frozenset[str]], Awaitable[bool]]
+
+
+def _default_port(url: httpx.URL) -> int | None:
+    if url.port is not None:
+        return url.port
+    return {"https": 443, "http": 80}.get(url.scheme)
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):
@@ -25,6 +48,12 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     ``httpx.AsyncHTTPTransport`` (``proxy=``, ``limits=``, ``retries=``, ``uds=`` …);
     with ``proxy=`` the pins apply to the origin, never to the proxy. Plaintext
     ``http://`` requests to a host with enforced pins are refused.
+
+    ``on_pin_failure`` (sync or async) receives a :class:`~pinsdk.PinFailure` for every
+    failure; ``reporting`` configures reports to the policy's ``report_uri`` (sent by a
+    background task while the transport is open). With :class:`~pinsdk.DynamicPins`, an
+    enforced failure triggers a rate-limited refresh and, if the host's pins changed, one
+    retry on a new connection (safe: no request byte was sent).
     """
 
     def __init__(
@@ -34,19 +63,89 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         verify: VerifyTypes = True,
         http2: bool = False,
         trust_env: bool = True,
+        on_pin_failure: FailureCallback | None = None,
+        reporting: Reporting | None = None,
+        _monitor: Monitor | None = None,
         **kwargs: Any,
     ) -> None:
+        from . import __version__
+
         self.pins: PinSource = as_source(pins)
-        self.ssl_context = pinned_ssl_context(self.pins, verify=verify, trust_env=trust_env)
+        self._owns_monitor = _monitor is None
+        self.monitor = _monitor or Monitor(
+            on_pin_failure=on_pin_failure,
+            reporting=reporting if reporting is not None else Reporting(),
+            sdk_version=__version__,
+        )
+        self.ssl_context = pinned_ssl_context(
+            self.pins, verify=verify, trust_env=trust_env, monitors=[self.monitor]
+        )
+        check = pin_check_of(self.ssl_context)
+        assert check is not None
+        self._check: PinCheck = check
         self._inner = httpx.AsyncHTTPTransport(
             verify=self.ssl_context, http2=http2, trust_env=trust_env, **kwargs
         )
+        self._task_group: TaskGroup | None = None
+
+    async def flush_reports(self, timeout: float = 5.0) -> bool:
+        """Wait until queued pin failure reports were sent (or failed); False on timeout.
+
+        Reports are only sent while this object is open (``async with``).
+        """
+        reporter = self.monitor.reporter
+        return True if reporter is None else await reporter.flush(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this transport's handshakes, failures and reports."""
+        return self.monitor.stats.as_dict(self.pins.current.version)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Refuse plaintext requests to enforced hosts, then delegate to httpx."""
+        """Refuse plaintext to enforced hosts; run the request; dispatch pin failures."""
         if request.url.scheme == "http":
             self._check_plaintext(request)
-        return await self._inner.handle_async_request(request)
+        seen: list[PinFailure] = []
+        token = SEEN_FAILURES.set(seen)
+        try:
+            try:
+                response = await self._inner.handle_async_request(request)
+            except PinValidationError as exc:
+                await self._dispatch(request, seen)
+                if not await self._heal(exc):
+                    raise
+                self.monitor.stats.add("self_heal_retries")
+                logger.info("pins for %s changed after a refresh; retrying once", exc.host)
+                seen.clear()
+                try:
+                    response = await self._inner.handle_async_request(request)
+                except PinValidationError:
+                    await self._dispatch(request, seen)
+                    raise
+            await self._dispatch(request, seen)  # report-mode failures of a request that went on
+            return response
+        finally:
+            SEEN_FAILURES.reset(token)
+
+    async def _dispatch(self, request: httpx.Request, seen: list[PinFailure]) -> None:
+        if not seen:
+            return
+        port = _default_port(request.url)
+        failures = [attrs.evolve(f, port=port) for f in seen]
+        seen.clear()
+        for failure in failures:
+            for monitor in self._check.monitors:
+                if isinstance(monitor, Monitor):
+                    await monitor.dispatch(failure)
+
+    async def _heal(self, exc: PinValidationError) -> bool:
+        heal: Heal | None = getattr(self.pins, "heal", None)
+        if heal is None or not exc.verdict.enforced or not exc.expected_pins:
+            return False  # static pins, a denied key on an unpinned host, or report mode
+        try:
+            return await heal(exc.host, exc.expected_pins)
+        except Exception:
+            logger.exception("self-healing refresh failed (ignored)")
+            return False
 
     def _check_plaintext(self, request: httpx.Request) -> None:
         host = fast_normalize(request.url.host)
@@ -62,11 +161,26 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         logger.warning("plaintext request to report-mode pinned host %s", request.url.host)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and stop the report sender if it runs)."""
         await self._inner.aclose()
+        await self._stop_reporter()
+
+    async def _start_reporter(self) -> None:
+        reporter = self.monitor.reporter
+        if self._owns_monitor and reporter is not None and self._task_group is None:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._task_group.start_soon(reporter.run, name="pinsdk report sender")
+
+    async def _stop_reporter(self) -> None:
+        group, self._task_group = self._task_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
 
     async def __aenter__(self) -> PinnedTransport:
         await self._inner.__aenter__()
+        await self._start_reporter()
         return self
 
     async def __aexit__(
@@ -75,4 +189,5 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
+        await self._stop_reporter()
         await self._inner.__aexit__(exc_type, exc_value, traceback)

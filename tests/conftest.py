@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import trustme
 
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk.loopback import Handler, LoopbackTLSServer
 from pinsdk.pins import spki_pin
 
 API_HOSTS = ("127.0.0.1", "localhost", "api.pinsdk.test")
@@ -80,11 +80,15 @@ def serve() -> Iterator[Callable[..., LoopbackTLSServer]]:
     started: list[LoopbackTLSServer] = []
 
     def start(
-        cert: trustme.LeafCert, *, http2: bool = True, body: bytes = b"ok"
+        cert: trustme.LeafCert,
+        *,
+        http2: bool = True,
+        body: bytes = b"ok",
+        handler: Handler | None = None,
     ) -> LoopbackTLSServer:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(ctx)
-        server = LoopbackTLSServer(ctx, http2=http2, body=body).start()
+        server = LoopbackTLSServer(ctx, http2=http2, body=body, handler=handler).start()
         started.append(server)
         return server
 

@@ -22,61 +22,16 @@ from pinsdk import DomainPins, PinPolicy, UpdateStatus
 from pinsdk.loopback import LoopbackTLSServer, Reply
 
 from .signing import ed25519_key, p256_key, payload, public_pem
+from .updates import UpdateServer
 
 pytestmark = pytest.mark.anyio
 
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
 
 
-class UpdateServer:
-    """Serves whatever ``reply`` holds; honours If-None-Match against ``etag``."""
-
-    def __init__(self, server_factory: Callable[..., LoopbackTLSServer], cert: trustme.LeafCert):
-        self.reply: Reply = (500, [], b"not set")
-        self.etag: str | None = None
-        self.gate: threading.Event | None = None
-        self.server = server_factory(cert, http2=False, handler=self.handle)
-
-    def publish(
-        self, document: bytes, *, etag: str | None = None, ctype: str = "application/json"
-    ) -> None:
-        self.etag = etag
-        headers = [("Content-Type", ctype)] + ([("ETag", etag)] if etag else [])
-        self.reply = (200, headers, document)
-
-    def handle(self, request: dict[str, str]) -> Reply:
-        if self.gate is not None:
-            self.gate.wait(10)
-        if self.etag and request.get("if-none-match") == self.etag:
-            return (304, [("ETag", self.etag)], b"")
-        return self.reply
-
-    @property
-    def url(self) -> str:
-        return self.server.url("localhost", "/pins.json")
-
-
 @pytest.fixture
-def serve_with_handler(ca: trustme.CA) -> Iterator[Callable[..., LoopbackTLSServer]]:
-    started: list[LoopbackTLSServer] = []
-
-    def start(cert: trustme.LeafCert, **kw: Any) -> LoopbackTLSServer:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(ctx)
-        server = LoopbackTLSServer(ctx, **kw).start()
-        started.append(server)
-        return server
-
-    yield start
-    for s in started:
-        s.stop()
-
-
-@pytest.fixture
-def updates(
-    serve_with_handler: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert
-) -> UpdateServer:
-    return UpdateServer(serve_with_handler, api_cert)
+def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
+    return UpdateServer(serve, api_cert)
 
 
 @pytest.fixture

@@ -1,0 +1,185 @@
+"""Pin failure callbacks, counters and the report sender (the I/O shell of events.py).
+
+Nothing here runs inside a request: failures are queued and a background task posts
+them, so a slow or dead collector never delays or fails the request that failed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+import attrs
+import httpx
+
+from .errors import PinConfigError
+from .events import Deduplicator, PinFailure, Stats, build_report, dedup_key
+from .policy import PinPolicy
+from .sslhook import VerifyTypes
+
+__all__ = ["Monitor", "Reporter", "Reporting"]
+
+logger = logging.getLogger("pinsdk")
+
+FailureCallback = Callable[[PinFailure], object]
+
+
+def _positive(name: str) -> Callable[[object, object, float], None]:
+    def check(instance: object, attribute: object, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise PinConfigError(f"Reporting.{name} must be a positive number, not {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class Reporting:
+    """How pin failure reports are sent to a policy's ``report_uri``.
+
+    ``verify`` is the report channel's trust (an ordinary TLS client); ``pins`` pins it
+    with a policy of its own (never the failing one). Identical reports go out once per
+    ``dedup_interval`` seconds; at most ``queue_size`` wait to be sent (more are dropped
+    and counted); each POST gets ``timeout`` seconds. ``enabled=False`` sends nothing.
+    """
+
+    enabled: bool = True
+    verify: VerifyTypes = True
+    pins: PinPolicy | None = None
+    dedup_interval: float = attrs.field(default=86400.0, validator=_positive("dedup_interval"))
+    queue_size: int = attrs.field(default=100, validator=_positive("queue_size"))
+    timeout: float = attrs.field(default=5.0, validator=_positive("timeout"))
+
+
+class Reporter:
+    """A bounded queue of reports and the task that drains it."""
+
+    def __init__(self, config: Reporting, stats: Stats, sdk_version: str) -> None:
+        self.config = config
+        self.stats = stats
+        self.sdk_version = sdk_version
+        self._queue: deque[PinFailure] = deque()
+        self._dedup = Deduplicator(config.dedup_interval)
+        self._wake: anyio.Event | None = None
+        self._sending = False
+        self._idle: anyio.Event | None = None
+
+    def enqueue(self, failure: PinFailure) -> None:
+        """Queue a report unless it is a duplicate or the queue is full (never blocks)."""
+        if not self._dedup.first_in_interval(dedup_key(failure), time.monotonic()):
+            self.stats.add("reports_deduplicated")
+            return
+        if len(self._queue) >= self.config.queue_size:
+            self.stats.add("reports_dropped")
+            logger.info("pin failure report queue full; report for %s dropped", failure.host)
+            return
+        self._queue.append(failure)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _client(self) -> httpx.AsyncClient:
+        timeout = httpx.Timeout(self.config.timeout)
+        if self.config.pins is None:
+            # A plain TLS client: a report is never subject to the policy that just failed.
+            return httpx.AsyncClient(verify=_plain_verify(self.config.verify), timeout=timeout)
+        from .client import AsyncClient
+
+        return AsyncClient(
+            pins=self.config.pins,
+            verify=self.config.verify,
+            timeout=timeout,
+            reporting=Reporting(enabled=False),  # never a report about a report
+        )
+
+    async def run(self) -> None:
+        """Post queued reports until cancelled."""
+        async with self._client() as client:
+            while True:
+                self._wake = anyio.Event()
+                while self._queue:
+                    self._sending = True
+                    try:
+                        await self._send(client, self._queue.popleft())
+                    finally:
+                        self._sending = False
+                if self._idle is not None:
+                    self._idle.set()
+                await self._wake.wait()
+
+    @property
+    def pending(self) -> int:
+        """Reports queued or being sent."""
+        return len(self._queue) + int(self._sending)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until every queued report was attempted."""
+        with anyio.move_on_after(timeout):
+            while self.pending:
+                self._idle = anyio.Event()
+                if self.pending:
+                    await self._idle.wait()
+            return True
+        return False
+
+    async def _send(self, client: httpx.AsyncClient, failure: PinFailure) -> None:
+        assert failure.report_uri is not None
+        body = json.dumps(build_report(failure, sdk_version=self.sdk_version)).encode("utf-8")
+        try:
+            with anyio.fail_after(self.config.timeout):
+                response = await client.post(
+                    failure.report_uri,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+            ok = 200 <= response.status_code < 300
+            detail = f"HTTP {response.status_code}"
+        except (httpx.HTTPError, TimeoutError) as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        self.stats.add("reports_sent" if ok else "reports_failed")
+        log = logger.debug if ok else logger.info
+        log("pin failure report for %s to %s: %s", failure.host, failure.report_uri, detail)
+
+
+def _plain_verify(verify: VerifyTypes) -> ssl.SSLContext | bool:
+    if isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    return verify
+
+
+class Monitor:
+    """Counters, ``on_pin_failure`` callbacks and (optionally) a reporter for one owner."""
+
+    def __init__(
+        self,
+        *,
+        on_pin_failure: FailureCallback | None = None,
+        reporting: Reporting | None = None,
+        sdk_version: str = "",
+    ) -> None:
+        if on_pin_failure is not None and not callable(on_pin_failure):
+            raise PinConfigError(f"on_pin_failure must be callable, not {on_pin_failure!r}")
+        self.stats = Stats()
+        self.on_pin_failure = on_pin_failure
+        enabled = reporting is not None and reporting.enabled
+        self.reporter = Reporter(reporting, self.stats, sdk_version) if enabled else None  # type: ignore[arg-type]
+
+    async def dispatch(self, failure: PinFailure) -> None:
+        """Run the callback (sync or async) and queue the report; errors are logged."""
+        if self.on_pin_failure is not None:
+            try:
+                outcome = self.on_pin_failure(failure)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.exception("on_pin_failure callback failed (ignored)")
+        if self.reporter is not None and failure.report_uri is not None:
+            self.reporter.enqueue(failure)
