@@ -7,19 +7,17 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-import anyio
 import httpx
-from anyio.abc import TaskGroup
 
 from .errors import PinConfigError
-from .reporting import FailureCallback, Monitor, Reporting
+from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
 from .sslhook import PinsArg, VerifyTypes, as_source, pinned_ssl_context
 from .transport import PinnedTransport
 
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(httpx.AsyncClient):
+class AsyncClient(MonitorOwner, httpx.AsyncClient):
     """An ``httpx.AsyncClient`` whose every connection is pin-checked.
 
     Every httpx argument works (``proxy=``, environment proxies with
@@ -52,7 +50,6 @@ class AsyncClient(httpx.AsyncClient):
             reporting=reporting if reporting is not None else Reporting(),
             sdk_version=__version__,
         )
-        self._reporter_group: TaskGroup | None = None
         if transport is not None and not isinstance(transport, PinnedTransport):
             raise PinConfigError(
                 f"transport={type(transport).__name__} would bypass pinning; pass a "
@@ -131,25 +128,9 @@ class AsyncClient(httpx.AsyncClient):
             _monitor=self.monitor,
         )
 
-    async def flush_reports(self, timeout: float = 5.0) -> bool:
-        """Wait until queued pin failure reports were sent (or failed); False on timeout.
-
-        Reports are only sent while this object is open (``async with``).
-        """
-        reporter = self.monitor.reporter
-        return True if reporter is None else await reporter.flush(timeout)
-
-    def stats(self) -> dict[str, int]:
-        """Counters: handshakes checked and passed, pin failures, reports, policy version."""
-        return self.monitor.stats.as_dict(self.pins.current.version)
-
     async def __aenter__(self) -> AsyncClient:
         await super().__aenter__()
-        reporter = self.monitor.reporter
-        if reporter is not None:
-            self._reporter_group = anyio.create_task_group()
-            await self._reporter_group.__aenter__()
-            self._reporter_group.start_soon(reporter.run, name="pinsdk report sender")
+        await self._start_reporter()
         return self
 
     async def __aexit__(
@@ -158,8 +139,5 @@ class AsyncClient(httpx.AsyncClient):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        group, self._reporter_group = self._reporter_group, None
-        if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
+        await self._stop_reporter()
         await super().__aexit__(exc_type, exc_value, traceback)

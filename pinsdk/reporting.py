@@ -18,13 +18,14 @@ from collections.abc import Callable
 import anyio
 import attrs
 import httpx
+from anyio.abc import TaskGroup
 
 from .errors import PinConfigError
 from .events import Deduplicator, PinFailure, Stats, build_report, dedup_key
 from .policy import PinPolicy
-from .sslhook import VerifyTypes
+from .sslhook import PinSource, VerifyTypes
 
-__all__ = ["Monitor", "Reporter", "Reporting"]
+__all__ = ["Monitor", "MonitorOwner", "Reporter", "Reporting"]
 
 logger = logging.getLogger("pinsdk")
 
@@ -183,3 +184,36 @@ class Monitor:
                 logger.exception("on_pin_failure callback failed (ignored)")
         if self.reporter is not None and failure.report_uri is not None:
             self.reporter.enqueue(failure)
+
+
+class MonitorOwner:
+    """What AsyncClient and PinnedTransport share: counters, and the report sender task."""
+
+    monitor: Monitor
+    pins: PinSource
+    _report_group: TaskGroup | None = None
+
+    def stats(self) -> dict[str, int]:
+        """Counters: handshakes checked and passed, pin failures, reports, policy version."""
+        return self.monitor.stats.as_dict(self.pins.current.version)
+
+    async def flush_reports(self, timeout: float = 5.0) -> bool:
+        """Wait until queued pin failure reports were sent (or failed); False on timeout.
+
+        Reports are only sent while this object is open (``async with``).
+        """
+        reporter = self.monitor.reporter
+        return True if reporter is None else await reporter.flush(timeout)
+
+    async def _start_reporter(self) -> None:
+        reporter = self.monitor.reporter
+        if reporter is not None and self._report_group is None:
+            self._report_group = anyio.create_task_group()
+            await self._report_group.__aenter__()
+            self._report_group.start_soon(reporter.run, name="pinsdk report sender")
+
+    async def _stop_reporter(self) -> None:
+        group, self._report_group = self._report_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)

@@ -7,14 +7,12 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-import anyio
 import attrs
 import httpx
-from anyio.abc import TaskGroup
 
 from .events import PinFailure
 from .hosts import fast_normalize
-from .reporting import FailureCallback, Monitor, Reporting
+from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
 from .request_errors import PinValidationError, PlaintextRequestError
 from .sslhook import (
     SEEN_FAILURES,
@@ -40,7 +38,7 @@ def _default_port(url: httpx.URL) -> int | None:
     return {"https": 443, "http": 80}.get(url.scheme)
 
 
-class PinnedTransport(httpx.AsyncBaseTransport):
+class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that checks pins on every new TLS connection.
 
     ``pins`` is a :class:`~pinsdk.PinPolicy` or an object whose ``.current`` is the
@@ -86,19 +84,6 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self._inner = httpx.AsyncHTTPTransport(
             verify=self.ssl_context, http2=http2, trust_env=trust_env, **kwargs
         )
-        self._task_group: TaskGroup | None = None
-
-    async def flush_reports(self, timeout: float = 5.0) -> bool:
-        """Wait until queued pin failure reports were sent (or failed); False on timeout.
-
-        Reports are only sent while this object is open (``async with``).
-        """
-        reporter = self.monitor.reporter
-        return True if reporter is None else await reporter.flush(timeout)
-
-    def stats(self) -> dict[str, int]:
-        """Counters of this transport's handshakes, failures and reports."""
-        return self.monitor.stats.as_dict(self.pins.current.version)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Refuse plaintext to enforced hosts; run the request; dispatch pin failures."""
@@ -165,22 +150,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
         await self._stop_reporter()
 
-    async def _start_reporter(self) -> None:
-        reporter = self.monitor.reporter
-        if self._owns_monitor and reporter is not None and self._task_group is None:
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-            self._task_group.start_soon(reporter.run, name="pinsdk report sender")
-
-    async def _stop_reporter(self) -> None:
-        group, self._task_group = self._task_group, None
-        if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
-
     async def __aenter__(self) -> PinnedTransport:
         await self._inner.__aenter__()
-        await self._start_reporter()
+        if self._owns_monitor:  # inside an AsyncClient, the client runs the sender
+            await self._start_reporter()
         return self
 
     async def __aexit__(
