@@ -1,27 +1,34 @@
-"""The ``pinsdk`` command: keys, signing and verifying pin documents, and the demo.
+"""The ``pinsdk`` command: pins of a server, keys, signed pin documents, and the demo.
 
 Exit status: 0 success; 1 a document did not verify (``verify``) or the demo misbehaved;
-2 bad usage or unreadable input.
+2 bad usage or unreadable input; 3 the host could not be reached or TLS failed (``pins``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
+import socket
+import ssl
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from .configgen import FORMATS, CertRow, backup_row, describe_chain, render, select
 from .envelope import sign_envelope, verify_envelope
 from .errors import PinConfigError, UpdateRejectedError
 from .keys import KeySet, TrustedKey, load_private_key
 from .policy import PinPolicy
+from .sslhook import served_chain, verified_chain
 from .timeutil import format_datetime, parse_datetime
 
 __all__ = ["main"]
@@ -32,6 +39,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 class CliError(Exception):
     """A usage or input problem: printed, exit status 2."""
+
+    status = 2
+
+
+class NetworkError(CliError):
+    """The host could not be reached, or TLS failed: exit status 3."""
+
+    status = 3
 
 
 def parse_expiry(text: str, now: datetime) -> datetime:
@@ -169,6 +184,188 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_target(target: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` -> (host, port); 443 by default."""
+    host, port = target, "443"
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "443"
+    elif target.count(":") == 1:
+        host, port = target.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"{target!r} is not HOST[:PORT]")
+    return host, int(port)
+
+
+def fetch_chain(args: argparse.Namespace, host: str, port: int) -> list[CertRow]:
+    """Connect with TLS and describe the chain (verified, unless --insecure)."""
+    if args.insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif args.cafile:
+        try:
+            ctx = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"--cafile {args.cafile!r} is not a usable CA bundle: {exc}") from None
+    else:
+        ctx = httpx.create_ssl_context()
+    name = args.servername or host
+    try:
+        with (
+            socket.create_connection((host, port), timeout=args.timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=name) as tls,
+        ):
+            served = served_chain(tls)
+            verified = [] if args.insecure else verified_chain(tls)
+    except ssl.SSLCertVerificationError as exc:
+        raise NetworkError(
+            f"TLS failure with {host}:{port}: certificate verification failed: "
+            f"{exc.verify_message} (use --cafile for a private CA, or --insecure to inspect)"
+        ) from None
+    except ssl.SSLError as exc:
+        raise NetworkError(f"TLS failure with {host}:{port}: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise NetworkError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+    if args.insecure:
+        certs = [x509.load_der_x509_certificate(d) for d in served]
+        return describe_chain(certs, sources=["server"] * len(certs), verified=None)
+    sent = set(served)
+    certs = [x509.load_der_x509_certificate(d) for d in verified]
+    sources = ["server" if d in sent else "store" for d in verified]
+    return describe_chain(certs, sources=sources, verified=True)
+
+
+def load_cert_files(paths: Sequence[str]) -> list[CertRow]:
+    """Certificates from PEM (bundles allowed) or DER files, in file order."""
+    certs: list[x509.Certificate] = []
+    for path in paths:
+        data = _read(path, "certificate")
+        try:
+            if b"-----BEGIN" in data:
+                found = x509.load_pem_x509_certificates(data)
+            else:
+                found = [x509.load_der_x509_certificate(data)]
+        except ValueError as exc:
+            raise CliError(f"{path!r} holds no readable PEM or DER certificate: {exc}") from None
+        certs.extend(found)
+    return describe_chain(certs, sources=["file"] * len(certs), verified=None)
+
+
+def load_key_file(path: str) -> CertRow:
+    """A backup key's pin: a public or private key, PEM or DER."""
+    data = _read(path, "key")
+    for public, private in (
+        (serialization.load_pem_public_key, serialization.load_pem_private_key),
+        (serialization.load_der_public_key, serialization.load_der_private_key),
+    ):
+        try:
+            key: object = public(data)
+        except (ValueError, TypeError):
+            try:
+                key = private(data, password=None).public_key()
+            except (ValueError, TypeError):
+                continue
+        return backup_row(key, f"backup key {os.path.basename(path)}")
+    raise CliError(f"{path!r} is not a readable public or private key (PEM or DER)")
+
+
+def _format_table(rows: Sequence[CertRow], now: datetime) -> str:
+    header = ("#", "role", "not after", "days", "key", "source", "verified", "pin")
+    lines: list[tuple[str, ...]] = [header]
+    for row in rows:
+        days = row.days_left(now)
+        lines.append(
+            (
+                "-" if row.depth is None else str(row.depth),
+                row.role,
+                "-" if row.not_after is None else row.not_after.strftime("%Y-%m-%d"),
+                "-" if days is None else str(days),
+                row.key,
+                row.source,
+                "" if row.verified is None else ("yes" if row.verified else "no"),
+                row.pin,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for i, line in enumerate(lines):
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        if i == 0:
+            continue
+        row = rows[i - 1]
+        out.append(f"    subject: {row.subject}")
+        if row.issuer:
+            out.append(f"    issuer:  {row.issuer}")
+    return "\n".join(out) + "\n"
+
+
+def _config_host(args: argparse.Namespace, target_host: str | None, rows: Sequence[CertRow]) -> str:
+    if args.host:
+        return str(args.host)
+    if target_host:
+        return target_host
+    raise CliError("--format needs the host to pin: give HOST[:PORT] or --host NAME")
+
+
+def cmd_pins(args: argparse.Namespace) -> int:
+    if args.insecure and args.format:
+        raise CliError("--insecure is only for inspecting; it cannot emit a configuration")
+    if not (args.target or args.cert or args.key):
+        raise CliError("give HOST[:PORT] to connect to, or --cert FILE / --key FILE")
+    rows: list[CertRow] = []
+    target_host = None
+    if args.target:
+        target_host, port = parse_target(args.target)
+        if args.insecure:
+            print(
+                "WARNING: --insecure: this chain was NOT verified. Anyone on the path could have "
+                "sent it. Do not pin it without checking it another way.",
+                file=sys.stderr,
+            )
+        rows += fetch_chain(args, target_host, port)
+    rows += load_cert_files(args.cert or [])
+    rows += [load_key_file(path) for path in args.key or []]
+    now = datetime.now(timezone.utc)
+    if not args.format:
+        sys.stdout.write(_format_table(rows, now))
+        return 0
+    chosen = select(rows, args.pin or ["leaf", "intermediate"])
+    if len(chosen) < 2:
+        print(
+            f"warning: only {len(chosen)} pin would be emitted. Add a backup: generate a key "
+            "pair kept offline and pass --key backup.pub, so a lost or rotated key does not "
+            "lock clients out.",
+            file=sys.stderr,
+        )
+    if not chosen:
+        raise CliError("no certificate matches the --pin choice")
+    expires = args.expires
+    if expires is None:
+        dated = [r.not_after for r in chosen if r.not_after is not None]
+        expires = min(dated).date() if dated else None
+    host = _config_host(args, target_host, rows)
+    try:
+        text = render(
+            args.format,
+            host,
+            [r.pin for r in chosen],
+            include_subdomains=args.include_subdomains,
+            expires=expires,
+        )
+    except PinConfigError as exc:
+        raise CliError(str(exc)) from None
+    sys.stdout.write(text)
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinsdk", description="Certificate pinning with signed dynamic pin updates."
@@ -234,6 +431,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=cmd_verify)
 
+    pins = sub.add_parser(
+        "pins",
+        help="show a server's chain and its pins, or emit a pinning configuration",
+        description="Connect to HOST[:PORT] with TLS (or read --cert/--key files) and print "
+        "the chain with each certificate's SPKI pin; with --format, print a ready configuration.",
+    )
+    pins.add_argument("target", nargs="?", metavar="HOST[:PORT]")
+    pins.add_argument("--cafile", help="trust this CA bundle instead of the default store")
+    pins.add_argument("--servername", help="SNI and hostname to verify (default: HOST)")
+    pins.add_argument(
+        "--insecure", action="store_true", help="skip verification, only to inspect (no --format)"
+    )
+    pins.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    pins.add_argument(
+        "--cert",
+        action="append",
+        metavar="FILE",
+        help="certificate file (PEM, PEM bundle or DER); repeat",
+    )
+    pins.add_argument(
+        "--key",
+        action="append",
+        metavar="FILE",
+        help="public or private key file: the pin of a backup key; repeat",
+    )
+    pins.add_argument("--format", choices=FORMATS, help="emit a configuration in this format")
+    pins.add_argument(
+        "--pin",
+        action="append",
+        choices=["leaf", "intermediate", "root", "all"],
+        help="which certificates to pin (default: leaf and intermediate); repeat",
+    )
+    pins.add_argument("--host", help="host name for the configuration (default: HOST)")
+    pins.add_argument("--include-subdomains", action="store_true")
+    pins.add_argument(
+        "--expires",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="pin expiry for the configuration (default: earliest not-after)",
+    )
+    pins.set_defaults(func=cmd_pins)
+
     sub.add_parser("demo", help="the end-to-end demo on 127.0.0.1 (see pinsdk demo --help)")
     return parser
 
@@ -246,11 +485,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="pinsdk: warning: %(message)s"
+    )
     try:
         result: int = args.func(args)
     except CliError as exc:
         print(f"pinsdk {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.status
     return result
 
 

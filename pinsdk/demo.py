@@ -1,35 +1,85 @@
-"""The end-to-end demo on 127.0.0.1: ``python -m pinsdk.demo`` (what ``make demo`` runs).
+"""The end-to-end demo on 127.0.0.1: ``pinsdk demo`` (what ``make demo`` runs).
 
 1. an API server with a certificate from a CA the device trusts;
-2. a pinned client calls it: success;
+2. a pinned client (pins from a signed document, version 1) calls it: success;
 3. an attacker with a certificate from another CA the device also trusts intercepts:
-   the pinned client is blocked and the attacker receives 0 bytes, while a plain
-   httpx client hands it the ``Authorization`` header.
-
-Exit status 0 only if every step behaved as expected.
+   the pinned client is blocked and the attacker receives 0 bytes, while a plain httpx
+   client hands it the ``Authorization`` header;
+4. the API rotates to a new key; the operator signs pin document version 2; the
+   client's background refresher picks it up and requests succeed again without a
+   restart; version 1, replayed by the attacker, is rejected;
+5. the failure report of step 3 arrives at a local collector;
+6. a summary, and exit status 0 only if every step behaved as expected.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import anyio
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .dynamic import DynamicPins, UpdateResult
+from .envelope import sign_envelope
 from .errors import PinningError
-from .localca import LocalCA
-from .loopback import LoopbackTLSServer
-from .pins import spki_pin
-from .policy import DomainPins, PinPolicy
+from .localca import LocalCA, LocalCert
+from .loopback import LoopbackTLSServer, Reply
+from .pins import spki_pin, spki_pin_of_key
+from .reporting import Reporting
+from .timeutil import format_datetime
+from .trust import UpdateStatus
 
 __all__ = ["main", "run_demo"]
 
 TOKEN = "Bearer demo-secret-token"  # noqa: S105 (a demo value, shown leaking)
+WAIT = 15.0  # seconds any single step may wait for something to happen
+
+
+class _Collector:
+    """Receives pin failure reports (an ordinary HTTPS endpoint)."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.arrived = threading.Event()
+
+    def handle(self, request: dict[str, str]) -> Reply:
+        self.reports.append(json.loads(request[":body"]))
+        self.arrived.set()
+        return (204, [], b"")
+
+
+class _UpdateHost:
+    """Serves whichever signed document is published (a static file on a CDN)."""
+
+    def __init__(self) -> None:
+        self.document = b""
+
+    def handle(self, request: dict[str, str]) -> Reply:
+        return (200, [("Content-Type", "application/json")], self.document)
+
+
+def _document(key: ed25519.Ed25519PrivateKey, version: int, pins: list[str], report: str) -> bytes:
+    now = datetime.now(timezone.utc)
+    payload = {
+        "spec_version": 1,
+        "version": version,
+        "issued_at": format_datetime(now - timedelta(minutes=1)),
+        "expires": format_datetime(now + timedelta(days=30)),
+        "report_uri": report,
+        "domains": [{"host": "127.0.0.1", "pins": pins}],
+    }
+    return sign_envelope(payload, key)
 
 
 async def run_demo(write: Callable[[str], object]) -> bool:
@@ -43,44 +93,116 @@ async def run_demo(write: Callable[[str], object]) -> bool:
     started = time.perf_counter()
     write("pinsdk demo: everything runs on 127.0.0.1\n")
     api_ca = LocalCA("Demo API")
+    new_api_ca = LocalCA("Demo API 2027")
     attacker_ca = LocalCA("Attacker proxy", intermediate=False)
-    api_cert = api_ca.issue("127.0.0.1")
-    attacker_cert = attacker_ca.issue("127.0.0.1")
+    ops_ca = LocalCA("Demo operations", intermediate=False)
 
     def device_trust() -> ssl.SSLContext:
-        # The device trusts both CAs: the attacker's was installed as a "corporate proxy".
+        # The device trusts every CA here: the attacker's was installed as a "corporate proxy".
         ctx = ssl.create_default_context()
-        api_ca.trust(ctx)
-        attacker_ca.trust(ctx)
+        for ca in (api_ca, new_api_ca, attacker_ca, ops_ca):
+            ca.trust(ctx)
         return ctx
 
+    signing_key = ed25519.Ed25519PrivateKey.generate()
+    backup_pin = spki_pin_of_key(ed25519.Ed25519PrivateKey.generate().public_key())
+    trusted = signing_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ops_cert = ops_ca.issue("localhost")
+    collector, update_host = _Collector(), _UpdateHost()
+    updated = anyio.Event()
+
+    async def on_update(result: UpdateResult) -> None:
+        if result.status is UpdateStatus.UPDATED and result.version == 2:
+            updated.set()
+
+    with (
+        LoopbackTLSServer(
+            ops_cert.server_context(), http2=False, handler=collector.handle
+        ) as reports,
+        LoopbackTLSServer(
+            ops_cert.server_context(), http2=False, handler=update_host.handle
+        ) as cdn,
+    ):
+        report_uri = reports.url("localhost", "/pin-reports")
+        v1 = _document(signing_key, 1, [spki_pin(api_ca.signer), backup_pin], report_uri)
+        update_host.document = v1
+        write("1. The operator signs pin document version 1 (the API's intermediate CA plus an")
+        write("   offline backup key); the app ships it and the operator's public key.")
+        pins = DynamicPins(
+            cdn.url("localhost", "/pins.json"),
+            [trusted],
+            bootstrap=v1,
+            refresh_interval=0.2,
+            verify=device_trust(),
+            on_update=on_update,
+        )
+        async with (
+            pins,
+            AsyncClientFactory(pins, device_trust) as client,
+        ):
+            await _steps_2_and_3(
+                client, api_ca.issue("127.0.0.1"), attacker_ca, device_trust, step, write
+            )
+            await _step_4(
+                client,
+                pins,
+                signing_key,
+                new_api_ca,
+                api_ca,
+                backup_pin,
+                report_uri,
+                update_host,
+                v1,
+                updated,
+                step,
+                write,
+            )
+            await _step_5(client, collector, step, write)
+
+    elapsed = time.perf_counter() - started
+    write("\n6. Summary")
+    width = max(len(title) for title, _ in results)
+    for title, ok in results:
+        write(f"  {title.ljust(width)}  {'as expected' if ok else 'NOT AS EXPECTED'}")
+    all_ok = all(ok for _, ok in results)
+    verdict = "All steps behaved as expected" if all_ok else "Some steps failed"
+    write(f"\n{verdict} ({elapsed:.1f} s).")
+    return all_ok
+
+
+def AsyncClientFactory(pins: DynamicPins, device_trust: Callable[[], ssl.SSLContext]) -> Any:
     from .client import AsyncClient
 
-    pins = [spki_pin(api_ca.intermediates[0]), spki_pin(api_ca.root)]
-    policy = PinPolicy([DomainPins("127.0.0.1", pins)])
-    write("1. API server up; the app pins the API's intermediate CA and, as backup, its root:")
-    for pin in pins:
-        write(f"     {pin}")
+    return AsyncClient(pins=pins, verify=device_trust(), reporting=Reporting(verify=device_trust()))
 
+
+async def _steps_2_and_3(
+    client: httpx.AsyncClient,
+    api_cert: LocalCert,
+    attacker_ca: LocalCA,
+    device_trust: Callable[[], ssl.SSLContext],
+    step: Callable[[str, bool, str], None],
+    write: Callable[[str], object],
+) -> None:
     with LoopbackTLSServer(api_cert.server_context(), body=b'{"user": "alice"}') as api:
-        write(f"\n2. Pinned request to {api.url('127.0.0.1', '/v1/me')}")
-        async with AsyncClient(pins=policy, verify=device_trust()) as client:
-            response = await client.get(api.url(path="/v1/me"), headers={"Authorization": TOKEN})
+        write(f"\n2. Pinned request to {api.url(path='/v1/me')}")
+        response = await client.get(api.url(path="/v1/me"), headers={"Authorization": TOKEN})
         step(
             "pinned request",
             response.status_code == 200,
             f"HTTP {response.status_code}: {response.text}",
         )
 
+    attacker_cert = attacker_ca.issue("127.0.0.1")
     with LoopbackTLSServer(attacker_cert.server_context(), body=b"intercepted") as attacker:
         write("\n3. An attacker intercepts with a certificate from another trusted CA")
         try:
-            async with AsyncClient(pins=policy, verify=device_trust()) as client:
-                await client.get(attacker.url(path="/v1/me"), headers={"Authorization": TOKEN})
+            await client.get(attacker.url(path="/v1/me"), headers={"Authorization": TOKEN})
             step("pinned client blocked", False, "the pinned request went through")
         except PinningError as exc:
-            first_line = str(exc).splitlines()[0]
-            step("pinned client blocked", True, f"blocked: {first_line}")
+            step("pinned client blocked", True, f"blocked: {str(exc).splitlines()[0]}")
         attacker.wait_idle()
         leaked = attacker.received
         step(
@@ -99,30 +221,98 @@ async def run_demo(write: Callable[[str], object]) -> bool:
             else "the plain client did not leak (unexpected)",
         )
 
-    elapsed = time.perf_counter() - started
-    write("\nSummary")
-    width = max(len(title) for title, _ in results)
-    for title, ok in results:
-        write(f"  {title.ljust(width)}  {'as expected' if ok else 'NOT AS EXPECTED'}")
-    all_ok = all(ok for _, ok in results)
-    write(
-        f"\n{'All steps behaved as expected' if all_ok else 'Some steps failed'} ({elapsed:.1f} s)."
-    )
-    return all_ok
+
+async def _step_4(
+    client: httpx.AsyncClient,
+    pins: DynamicPins,
+    signing_key: ed25519.Ed25519PrivateKey,
+    new_api_ca: LocalCA,
+    api_ca: LocalCA,
+    backup_pin: str,
+    report_uri: str,
+    update_host: _UpdateHost,
+    v1: bytes,
+    updated: anyio.Event,
+    step: Callable[[str, bool, str], None],
+    write: Callable[[str], object],
+) -> None:
+    write("\n4. The API rotates to a key from a new CA")
+    with LoopbackTLSServer(new_api_ca.issue("127.0.0.1").server_context(), body=b"v2 ok") as api:
+        try:
+            await client.get(api.url(path="/v1/me"))
+            step("new key refused before the update", False, "accepted before any update")
+        except PinningError:
+            step(
+                "new key refused before the update",
+                True,
+                "refused: version 1 does not pin the new key (a refresh found nothing newer)",
+            )
+        v2 = _document(
+            signing_key,
+            2,
+            [spki_pin(new_api_ca.signer), spki_pin(api_ca.signer), backup_pin],
+            report_uri,
+        )
+        update_host.document = v2
+        write("   The operator signs version 2 and uploads it; the background refresher polls...")
+        with anyio.move_on_after(WAIT):
+            await updated.wait()
+        step(
+            "refresher picked up version 2",
+            pins.current.version == 2,
+            f"pins in force: version {pins.current.version}",
+        )
+        response = await client.get(api.url(path="/v1/me"))
+        step(
+            "request succeeds after rotation",
+            response.status_code == 200,
+            f"HTTP {response.status_code} from the rotated server, no restart",
+        )
+        update_host.document = v1
+        write("   The attacker replays the old version 1 document at the update URL...")
+        result = await pins.refresh()
+        step(
+            "rolled-back document rejected",
+            result.status is UpdateStatus.REJECTED,
+            f"{result.status.value}: {result.reason}",
+        )
+        update_host.document = v2
+
+
+async def _step_5(
+    client: Any,
+    collector: _Collector,
+    step: Callable[[str, bool, str], None],
+    write: Callable[[str], object],
+) -> None:
+    write("\n5. The pin failure report of step 3 at the operator's collector")
+    await client.flush_reports(WAIT)
+    arrived = await anyio.to_thread.run_sync(collector.arrived.wait, WAIT)
+    interception = [r for r in collector.reports if r.get("enforced") and r["known-pins"]]
+    if arrived and interception:
+        report = interception[0]
+        detail = (
+            f"report: {report['hostname']}:{report['port']}, enforced={report['enforced']}, "
+            f"policy-version={report['policy-version']}, validated chain ends in "
+            f"{report['validated-certificate-chain'][-1].splitlines()[1][:24]}..."
+        )
+    else:
+        detail = "no report arrived"
+    step("failure report delivered", bool(arrived and interception), detail)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pinsdk.demo``."""
+    """Entry point of ``pinsdk demo``."""
     parser = argparse.ArgumentParser(
         prog="pinsdk demo",
-        description="Show pinning at work on 127.0.0.1: a pinned call, a blocked MitM, "
-        "and the leak an unpinned client suffers. Exit status 0 if every step behaved.",
+        description="Show pinning at work on 127.0.0.1 in under a minute: a pinned call, a "
+        "blocked MitM that receives 0 bytes while an unpinned client leaks its token, a key "
+        "rotation picked up from a signed pin document, a replayed old document rejected, and "
+        "the failure report at a local collector. Exit status 0 if every step behaved.",
     )
     parser.parse_args(argv)
     logging.basicConfig(
-        stream=sys.stdout,
-        level=logging.WARNING,
-        format="     log: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout, level=logging.WARNING, format="     log: %(levelname)s %(message)s"
     )
 
     def write(line: str) -> None:

@@ -8,6 +8,7 @@ connection delivered nothing. It binds to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -53,6 +54,7 @@ class LoopbackTLSServer:
         self.connections = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._open: set[socket.socket] = set()
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
 
     @property
@@ -71,10 +73,15 @@ class LoopbackTLSServer:
         return self
 
     def stop(self) -> None:
-        """Stop accepting and wait (bounded) for every connection thread to end."""
+        """Stop accepting, close open connections, wait (bounded) for their threads."""
         self._stopping.set()
         self._acceptor.join(timeout=5)
         self._sock.close()
+        with self._lock:
+            still_open = list(self._open)
+        for conn in still_open:  # kept-alive clients would otherwise hold a thread
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self.wait_idle()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
@@ -111,6 +118,15 @@ class LoopbackTLSServer:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._open.add(conn)
+        try:
+            self._serve_tls(conn)
+        finally:
+            with self._lock:
+                self._open.discard(conn)
+
+    def _serve_tls(self, conn: socket.socket) -> None:
         conn.settimeout(_IO_TIMEOUT)
         try:
             tls = self.context.wrap_socket(conn, server_side=True)
@@ -121,6 +137,8 @@ class LoopbackTLSServer:
             return
         with self._lock:
             self.handshakes_completed += 1
+            self._open.discard(conn)  # wrap_socket detached it; track the TLS socket
+            self._open.add(tls)
         try:
             if tls.selected_alpn_protocol() == "h2":
                 self._serve_h2(tls)
@@ -129,6 +147,8 @@ class LoopbackTLSServer:
         except (OSError, ssl.SSLError, ValueError):
             pass
         finally:
+            with self._lock:
+                self._open.discard(tls)
             tls.close()
 
     def _recv(self, tls: ssl.SSLSocket) -> bytes:
