@@ -345,14 +345,33 @@ class DynamicPins:
             return self._result(
                 UpdateStatus.FAILED, f"{type(exc).__name__}: {exc or 'no detail'}", status_code
             )
-        decision = await self._decide(bytes(body))
+        decision = await self._apply(bytes(body))
+        if decision.status is not UpdateStatus.REJECTED:
+            self._etag, self._last_modified = etag, modified
+            if decision.status is UpdateStatus.UPDATED:
+                await self._save()
+        return self._result(decision.status, decision.reason, status_code)
+
+    async def apply_document(self, document: bytes) -> UpdateResult:
+        """Apply a signed document obtained another way (a push message, a bundle).
+
+        The same verification and version rules as a fetched one; never raises for bad
+        data. An accepted document is cached like a fetched one.
+        """
+        async with self._lock:
+            decision = await self._apply(bytes(document))
+            if decision.status is UpdateStatus.UPDATED:
+                await self._save()
+            result = self._result(decision.status, decision.reason, None)
+        self.monitor.stats.add(_STAT_FOR[result.status])
+        self._last_result = result
+        return result
+
+    async def _apply(self, body: bytes) -> Decision:
+        decision = await self._decide(body)
         if decision.status is UpdateStatus.UPDATED:
             self._install(decision.state)
-            self._etag, self._last_modified = etag, modified
-            await self._save()
-        elif decision.status is UpdateStatus.NOT_MODIFIED:
-            self._etag, self._last_modified = etag, modified
-        return self._result(decision.status, decision.reason, status_code)
+        return decision
 
     def _check_response(self, response: httpx.Response) -> UpdateResult | None:
         code = response.status_code

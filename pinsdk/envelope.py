@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import math
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -57,20 +58,26 @@ def b64decode_lenient(text: object, what: str) -> bytes:
     """Standard or URL-safe base64, padded or not."""
     if not isinstance(text, str):
         raise EnvelopeFormatError(f"{what} must be a base64 string, not {type(text).__name__}")
-    cleaned = text.strip().rstrip("=").replace("-", "+").replace("_", "/")
-    cleaned += "=" * (-len(cleaned) % 4)
+    cleaned = text.strip()
+    if "-" in cleaned or "_" in cleaned or len(cleaned) % 4:
+        cleaned = cleaned.rstrip("=").replace("-", "+").replace("_", "/")
+        cleaned += "=" * (-len(cleaned) % 4)
     try:
+        if sys.version_info >= (3, 11):  # C-level validation; 3.10 checks with a regex
+            return binascii.a2b_base64(cleaned, strict_mode=True)
         return base64.b64decode(cleaned, validate=True)
     except (binascii.Error, ValueError):
         raise EnvelopeFormatError(f"{what} is not valid base64") from None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise EnvelopeFormatError(f"duplicate JSON key {key!r}")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise EnvelopeFormatError(f"duplicate JSON key {key!r}")
+            seen.add(key)
     return out
 
 

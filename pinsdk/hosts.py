@@ -18,11 +18,15 @@ from .errors import PinConfigError
 
 __all__ = ["HostPattern", "PatternKind", "is_ip_literal", "normalize_host"]
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_MAYBE_IP = re.compile(r"^[0-9.]+$|:")  # only these can parse as an address: skip the rest
 
 
 def _ip_literal(host: str) -> str | None:
     candidate = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not _MAYBE_IP.search(candidate):
+        return None
     try:
         return ipaddress.ip_address(candidate).compressed
     except ValueError:
@@ -52,11 +56,12 @@ def normalize_host(host: str) -> str:
             raise PinConfigError(f"host {host!r} is not a valid IDNA name: {exc}") from None
     if name.endswith("."):
         name = name[:-1]
+    if name[-1:].isalpha() and len(name) <= 253 and _NAME.match(name):
+        return name  # the common case: a name whose last label is alphabetic is no address
     ip = _ip_literal(name)
     if ip is not None:
         return ip
-    labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+    if len(name) > 253 or not _NAME.match(name):
         raise PinConfigError(f"host {host!r} is not a valid host name")
     return name
 
@@ -108,10 +113,11 @@ class HostPattern:
             base = normalize_host(rest)
         except PinConfigError as exc:
             raise PinConfigError(f"host pattern {pattern!r} is invalid: {exc}") from None
-        if kind is not PatternKind.EXACT and _ip_literal(base) is not None:
+        if kind is PatternKind.EXACT:
+            return cls(kind, base, base)
+        if _ip_literal(base) is not None:
             raise PinConfigError(f"host pattern {pattern!r} puts a wildcard on an IP address")
-        prefix = {PatternKind.EXACT: "", PatternKind.ONE_LABEL: "*.", PatternKind.ANY_LABELS: "**."}
-        return cls(kind=kind, base=base, text=prefix[kind] + base)
+        return cls(kind, base, ("**." if kind is PatternKind.ANY_LABELS else "*.") + base)
 
     def matches(self, host: str, *, include_subdomains: bool = False) -> bool:
         """Whether a normalised host name matches (the readable reference implementation)."""

@@ -49,13 +49,66 @@ def spki_pin_of_key(public_key: object) -> str:
     return PIN_PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
+def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the DER element at ``pos``."""
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4:
+            raise ValueError("unsupported DER length")
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    end = pos + length
+    if end > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, end
+
+
+def spki_der_of(cert_der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo element exactly as encoded in a DER certificate.
+
+    A short walk of the TBSCertificate (version, serial, signature algorithm, issuer,
+    validity, subject, then the SPKI): no full parse, so a cold pin costs microseconds.
+    Raises ``ValueError`` (or ``IndexError``) on anything that is not such a certificate.
+    """
+    tag, start, _ = _tlv(cert_der, 0)
+    if tag != 0x30:
+        raise ValueError("not a DER certificate")
+    tag, pos, _ = _tlv(cert_der, start)  # TBSCertificate
+    if tag != 0x30:
+        raise ValueError("not a DER certificate")
+    tag, _, end = _tlv(cert_der, pos)
+    if tag == 0xA0:  # explicit [0] version
+        pos = end
+    for _ in range(5):  # serialNumber, signature, issuer, validity, subject
+        _, _, pos = _tlv(cert_der, pos)
+    tag, _, end = _tlv(cert_der, pos)
+    if tag != 0x30:
+        raise ValueError("no SubjectPublicKeyInfo where expected")
+    return cert_der[pos:end]
+
+
+def _pin_of_spki(spki: bytes) -> str:
+    return PIN_PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def pin_of_der(cert_der: bytes) -> str:
+    """The pin of a DER certificate: hash of its SPKI as encoded, or via cryptography."""
+    try:
+        return _pin_of_spki(spki_der_of(cert_der))
+    except (ValueError, IndexError):
+        return spki_pin_of_key(x509.load_der_x509_certificate(cert_der).public_key())
+
+
 def spki_pin(cert: CertificateLike) -> str:
     """Return ``"sha256/" + base64(SHA-256(SubjectPublicKeyInfo DER))`` of a certificate.
 
     ``cert`` is DER bytes, PEM (``str`` or ``bytes``) or a
     ``cryptography.x509.Certificate``.
     """
-    return spki_pin_of_key(_load_certificate(cert).public_key())
+    certificate = _load_certificate(cert)
+    return pin_of_der(certificate.public_bytes(serialization.Encoding.DER))
 
 
 def parse_pin(pin: object) -> str:
@@ -82,11 +135,30 @@ def parse_pin(pin: object) -> str:
     return pin
 
 
+# Large policies repeat the same few pins (a CA's, a backup's) across many entries:
+# remembering validated pins and pin sets makes parsing them cheap and shares the memory.
+_VALID_PINS: dict[str, str] = {}
+_PIN_SETS: dict[frozenset[str], frozenset[str]] = {}
+_MAX_REMEMBERED = 65536
+
+
 def parse_pins(pins: Iterable[object], *, what: str) -> frozenset[str]:
     """Validate every pin of an iterable (a lone string is refused: it is not a list)."""
     if isinstance(pins, (str, bytes)):
         raise PinConfigError(f"{what} must be a list of pins, not a single string {pins!r}")
-    return frozenset(parse_pin(p) for p in pins)
+    valid = []
+    for pin in pins:
+        known = _VALID_PINS.get(pin) if isinstance(pin, str) else None
+        if known is None:
+            known = parse_pin(pin)
+            if len(_VALID_PINS) >= _MAX_REMEMBERED:
+                _VALID_PINS.clear()
+            _VALID_PINS[known] = known
+        valid.append(known)
+    result = frozenset(valid)
+    if len(_PIN_SETS) >= _MAX_REMEMBERED:
+        _PIN_SETS.clear()
+    return _PIN_SETS.setdefault(result, result)
 
 
 class ChainPinCache:
@@ -111,7 +183,7 @@ class ChainPinCache:
         """Return the pin of one DER certificate, computing it on a miss."""
         pin = self._pins.get(der)
         if pin is None:
-            pin = spki_pin_of_key(x509.load_der_x509_certificate(der).public_key())
+            pin = pin_of_der(der)
             with self._lock:
                 if len(self._pins) >= self._max:
                     for key in list(self._pins)[: max(1, self._max // 2)]:

@@ -31,12 +31,6 @@ _DOMAIN_KEYS = frozenset({"host", "pins", "include_subdomains", "mode", "expires
 _POLICY_KEYS = frozenset({"version", "domains", "deny", "require_backup", "report_uri"})
 
 
-def _convert_pattern(host: object) -> HostPattern:
-    if isinstance(host, HostPattern):
-        return host
-    return HostPattern.parse(host)  # type: ignore[arg-type]
-
-
 def _convert_expires(value: object) -> datetime | None:
     return None if value is None else parse_datetime(value, what="expires")
 
@@ -53,14 +47,6 @@ def check_report_uri(value: object, *, what: str) -> str | None:
     return value
 
 
-def _check_bool(name: str) -> Any:
-    def check(instance: object, attribute: object, value: object) -> None:
-        if not isinstance(value, bool):
-            raise PinConfigError(f"{name} must be true or false, not {value!r}")
-
-    return check
-
-
 @attrs.frozen(init=False)
 class DomainPins:
     """The pins of one host or host pattern.
@@ -73,7 +59,7 @@ class DomainPins:
 
     pattern: HostPattern
     pins: frozenset[str]
-    include_subdomains: bool = attrs.field(validator=_check_bool("include_subdomains"))
+    include_subdomains: bool
     mode: Mode
     expires: datetime | None
     report_uri: str | None
@@ -89,18 +75,22 @@ class DomainPins:
         expires: datetime | str | None = None,
         report_uri: str | None = None,
     ) -> None:
-        pattern = _convert_pattern(host)
+        pattern = host if isinstance(host, HostPattern) else HostPattern.parse(host)
+        if include_subdomains is not True and include_subdomains is not False:
+            raise PinConfigError(
+                f"include_subdomains must be true or false, not {include_subdomains!r}"
+            )
         if mode not in _MODES:
             raise PinConfigError(
                 f"mode for {pattern.text!r} must be 'enforce' or 'report', not {mode!r}"
             )
         try:
-            pin_set = parse_pins(pins, what=f"pins for {pattern.text!r}")
+            pin_set = parse_pins(pins, what="pins")
         except PinConfigError as exc:
             raise PinConfigError(f"{pattern.text}: {exc}") from None
         if not pin_set:
             raise PinConfigError(f"domain {pattern.text!r} has no pins")
-        when = _convert_expires(expires)
+        when = None if expires is None else _convert_expires(expires)
         if include_subdomains is True and is_ip_literal(pattern.base):
             raise PinConfigError(
                 f"include_subdomains makes no sense for the IP address {pattern.text!r}"
@@ -111,7 +101,9 @@ class DomainPins:
             include_subdomains,
             mode,
             when,
-            check_report_uri(report_uri, what=f"report_uri of {pattern.text!r}"),
+            None
+            if report_uri is None
+            else check_report_uri(report_uri, what=f"report_uri of {pattern.text!r}"),
             None if when is None else when.timestamp(),
         )
 
@@ -136,23 +128,26 @@ class DomainPins:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DomainPins:
         """Build from the JSON shape ``{"host": …, "pins": […], …}``."""
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict) and not isinstance(data, Mapping):
             raise PinConfigError(f"a domain entry must be an object, not {data!r}")
         if "host" not in data or "pins" not in data:
             raise PinConfigError(f"domain entry {dict(data)!r} needs 'host' and 'pins'")
-        unknown = set(data) - _DOMAIN_KEYS
-        if unknown:
-            logger.warning("ignoring unknown keys %s in domain %r", sorted(unknown), data["host"])
+        if not _DOMAIN_KEYS.issuperset(data):
+            unknown = sorted(set(data) - _DOMAIN_KEYS)
+            logger.warning("ignoring unknown keys %s in domain %r", unknown, data["host"])
         pins = data["pins"]
         if not isinstance(pins, list):
             raise PinConfigError(f"'pins' of {data['host']!r} must be a list, not {pins!r}")
+        get = data.get
+        host, sub, mode = data["host"], get("include_subdomains", False), get("mode", "enforce")
+        expires, report_uri = get("expires"), get("report_uri")
         return cls(
-            data["host"],
+            host,
             pins,
-            include_subdomains=data.get("include_subdomains", False),
-            mode=data.get("mode", "enforce"),
-            expires=data.get("expires"),
-            report_uri=data.get("report_uri"),
+            include_subdomains=sub,
+            mode=mode,
+            expires=expires,
+            report_uri=report_uri,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,9 +166,10 @@ class DomainPins:
 
 
 _Index = dict[str, tuple[DomainPins, ...]]
+_Indexes = tuple[_Index, _Index, _Index, frozenset[int]]
 
 
-def _build_index(domains: tuple[DomainPins, ...]) -> tuple[_Index, _Index, _Index]:
+def _build_index(domains: tuple[DomainPins, ...]) -> _Indexes:
     """Index domains by the name a host must equal, be the parent of, or be under."""
     exact: dict[str, list[DomainPins]] = {}
     child: dict[str, list[DomainPins]] = {}  # host's immediate parent is the key
@@ -195,7 +191,8 @@ def _build_index(domains: tuple[DomainPins, ...]) -> tuple[_Index, _Index, _Inde
     def freeze(index: dict[str, list[DomainPins]]) -> _Index:
         return {k: tuple(v) for k, v in index.items()}
 
-    return freeze(exact), freeze(child), freeze(under)
+    under_dots = frozenset(key.count(".") for key in under)
+    return freeze(exact), freeze(child), freeze(under), under_dots
 
 
 @attrs.frozen(init=False)
@@ -213,7 +210,7 @@ class PinPolicy:
     version: int
     require_backup: bool
     report_uri: str | None
-    _index: tuple[_Index, _Index, _Index] = attrs.field(eq=False, repr=False)
+    _index: _Indexes = attrs.field(eq=False, repr=False)
     _expiring: bool = attrs.field(eq=False, repr=False)
 
     def __init__(
@@ -267,19 +264,21 @@ class PinPolicy:
         return self._lookup(normalize_host(host), to_timestamp(now))
 
     def _lookup(self, host: str, now: float | None) -> tuple[DomainPins, ...]:
-        exact, child, under = self._index
+        exact, child, under, under_dots = self._index
         found: tuple[DomainPins, ...] = exact.get(host, ())
-        dot = host.find(".")
-        if dot >= 0:
-            more = child.get(host[dot + 1 :])
+        parent = host.partition(".")[2]
+        if parent:
+            more = child.get(parent)
             if more:
                 found += more
-            if under:
-                while dot >= 0:
-                    more = under.get(host[dot + 1 :])
-                    if more:
-                        found += more
-                    dot = host.find(".", dot + 1)
+            if under_dots:
+                # Probe only the suffixes as deep as some indexed base: one per depth.
+                total = host.count(".")
+                for dots in under_dots:
+                    if dots < total:
+                        more = under.get(host.split(".", total - dots)[-1])
+                        if more:
+                            found += more
         if found and self._expiring:
             at = time.time() if now is None else now
             found = tuple(d for d in found if d.expires_at is None or at < d.expires_at)

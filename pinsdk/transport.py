@@ -106,7 +106,8 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
                 except PinValidationError:
                     await self._dispatch(request, seen)
                     raise
-            await self._dispatch(request, seen)  # report-mode failures of a request that went on
+            if seen:  # report-mode failures of a request that went on
+                await self._dispatch(request, seen)
             return response
         finally:
             SEEN_FAILURES.reset(token)

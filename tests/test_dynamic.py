@@ -583,3 +583,25 @@ async def test_no_request_fails_because_of_swaps(
     assert failures == []
     assert server.handshakes_completed >= 100
     assert len(source.read) == 3  # handshakes really ran under each of the swapped policies
+
+
+async def test_apply_document_uses_the_same_rules(
+    updates: UpdateServer,
+    signer: Any,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    pinned = dynamic(updates, signer, device_trust(), cache_path=tmp_path / "c")
+    v3 = doc(signer, 3, [pins["leaf"], BACKUP])
+    assert (await pinned.apply_document(v3)).status is UpdateStatus.UPDATED
+    assert pinned.current.version == 3
+    assert (tmp_path / "c").exists()
+    assert (await pinned.apply_document(v3)).status is UpdateStatus.NOT_MODIFIED
+    stale = await pinned.apply_document(doc(signer, 2, [pins["root"], BACKUP]))
+    assert stale.status is UpdateStatus.REJECTED
+    forged = await pinned.apply_document(doc(ed25519_key(), 9, [pins["root"], BACKUP]))
+    assert forged.status is UpdateStatus.REJECTED
+    assert pinned.current.version == 3
+    assert pinned.stats()["updates_accepted"] == 1
+    assert pinned.stats()["updates_rejected"] == 2

@@ -75,3 +75,49 @@ def test_cache_is_bounded_and_correct(api_cert: trustme.LeafCert, ca: trustme.CA
     assert cache.chain_pins(ders) == first
     with pytest.raises(ValueError, match="at least 1"):
         ChainPinCache(0)
+
+
+def _self_signed(key: object) -> x509.Certificate:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    algorithm = None if type(key).__name__.startswith("Ed") else hashes.SHA256()
+    return builder.sign(key, algorithm)  # type: ignore[arg-type]
+
+
+def test_fast_spki_extraction_equals_cryptography() -> None:
+    """The cold path hashes the SPKI bytes of the DER; it must equal the parsed key's."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from pinsdk.pins import pin_of_der, spki_der_of, spki_pin_of_key
+
+    keys = [
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+    ]
+    for key in keys:
+        cert = _self_signed(key)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert spki_der_of(der) == cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert pin_of_der(der) == spki_pin_of_key(cert.public_key()) == pinsdk.spki_pin(der)
+    with pytest.raises((ValueError, IndexError)):
+        spki_der_of(b"\x30\x03\x02\x01\x01")
+    with pytest.raises(ValueError):
+        pin_of_der(b"\x04\x00")  # neither walkable nor parsable: cryptography's error

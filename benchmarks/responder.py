@@ -1,0 +1,88 @@
+"""A minimal TLS responder in its own process, so it never competes for the client's GIL.
+
+HTTP/1.1 is served by an asyncio server (no thread per connection, the least noise);
+HTTP/2 by the threaded loopback server (h2 framing).
+
+``python -m benchmarks.responder INFO_FILE`` writes the ports and the CA to INFO_FILE,
+then serves until its standard input closes (or 15 minutes pass). Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+
+from cryptography.hazmat.primitives import serialization
+
+from pinsdk.localca import LocalCA
+from pinsdk.loopback import LoopbackTLSServer
+from pinsdk.pins import spki_pin
+
+MAX_LIFETIME = 900.0
+
+
+_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def _http1(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """HTTP/1.1 keep-alive responder for bodiless requests: no thread per connection."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head:
+                break
+            writer.write(_RESPONSE)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+def _serve_http1(context: ssl.SSLContext, ready: threading.Event, port: list[int]) -> None:
+    async def run() -> None:
+        server = await asyncio.start_server(_http1, "127.0.0.1", 0, ssl=context, backlog=1024)
+        for sock in server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
+
+
+def main(info_file: str) -> None:
+    ca = LocalCA("pinsdk bench", key_type="ec")
+    cert = ca.issue("127.0.0.1", "localhost")
+    context = cert.server_context()
+    context.set_alpn_protocols(["http/1.1"])
+    ready, port = threading.Event(), []
+    threading.Thread(target=_serve_http1, args=(context, ready, port), daemon=True).start()
+    if not ready.wait(30):
+        raise RuntimeError("HTTP/1.1 responder did not start")
+    h2 = LoopbackTLSServer(cert.server_context(), http2=True, body=b"ok").start()
+    info = {
+        "h1": port[0],
+        "h2": h2.port,
+        "ca_pem": ca.root_pem.decode("ascii"),
+        "pins": [spki_pin(ca.intermediates[0]), spki_pin(ca.root)],
+        "leaf_der_hex": cert.cert.public_bytes(serialization.Encoding.DER).hex(),
+    }
+    tmp = info_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, info_file)
+    threading.Timer(MAX_LIFETIME, lambda: os._exit(0)).start()
+    sys.stdin.read()  # the parent closes our stdin when it is done
+    h2.stop()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
