@@ -9,7 +9,9 @@ import os
 import tempfile
 from typing import Any
 
-__all__ = ["read_cache", "write_cache"]
+__all__ = ["FLOOR_SUFFIX", "read_cache", "read_floor", "write_cache", "write_floor"]
+
+FLOOR_SUFFIX = ".floor"
 
 logger = logging.getLogger("pinsdk")
 
@@ -69,3 +71,20 @@ def read_cache(path: str) -> Any | None:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         logger.warning("pin cache %s is corrupt (%s); ignoring it", path, exc)
         return None
+
+
+def write_floor(path: str, version: int) -> None:
+    """Record the highest accepted version in its own small file (atomically)."""
+    write_cache(path, {"pinsdk_floor": 1, "version": version})
+
+
+def read_floor(path: str) -> int:
+    """The recorded floor, or 0 when there is none or it is unreadable (logged)."""
+    content = read_cache(path)
+    if content is None:
+        return 0
+    version = content.get("version") if isinstance(content, dict) else None
+    if type(version) is not int or version < 0:
+        logger.warning("rollback floor file %s is malformed; ignoring it", path)
+        return 0
+    return version

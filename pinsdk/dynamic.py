@@ -22,7 +22,7 @@ import attrs
 import httpx
 from anyio.abc import TaskGroup
 
-from .cache import read_cache, write_cache
+from .cache import FLOOR_SUFFIX, read_cache, read_floor, write_cache, write_floor
 from .client import AsyncClient
 from .envelope import DEFAULT_CLOCK_LEEWAY
 from .errors import PinConfigError, UpdateRejectedError
@@ -70,6 +70,7 @@ class UpdateState:
     consecutive_failures: int
     keyids: tuple[str, ...]
     threshold: int
+    floor: int = 0  # the highest version ever accepted: lower ones are refused
 
 
 _STAT_FOR = {
@@ -224,6 +225,7 @@ class DynamicPins:
             consecutive_failures=self._failures,
             keyids=tuple(k.keyid for k in trust.keys.keys),
             threshold=trust.keys.threshold,
+            floor=trust.version,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -256,6 +258,10 @@ class DynamicPins:
 
     def _load_cache(self) -> None:
         assert self.cache_path is not None
+        floor = read_floor(self.cache_path + FLOOR_SUFFIX)
+        if floor > self._trust.version:
+            # Kept apart from the cache: restoring an old cache file cannot lower it.
+            self._trust = attrs.evolve(self._trust, floor=floor)
         cached = read_cache(self.cache_path)
         if cached is None:
             return
@@ -264,9 +270,21 @@ class DynamicPins:
         except UpdateRejectedError as exc:
             logger.warning("pin cache %s ignored: %s", self.cache_path, exc.reason)
             return
-        if restored.version <= self._trust.version:
+        if restored.version < floor:
+            logger.warning(
+                "pin cache %s holds version %d but version %d was accepted before (an old "
+                "file put back?); ignoring it",
+                self.cache_path,
+                restored.version,
+                floor,
+            )
+            return
+        if restored.document is None or (
+            self._trust.document is not None and restored.version <= self._trust.document.version
+        ):
             logger.info("pin cache %s is not newer than the bootstrap; not used", self.cache_path)
             return
+        restored = attrs.evolve(restored, floor=max(restored.floor, floor))
         self._install(restored)
         if isinstance(cached, dict):
             etag, modified = cached.get("etag"), cached.get("last_modified")
@@ -417,8 +435,10 @@ class DynamicPins:
             return
         content = to_cache(self._trust, {"etag": self._etag, "last_modified": self._last_modified})
         path = self.cache_path
+        floor = self._trust.version
         try:
             await anyio.to_thread.run_sync(write_cache, path, content)
+            await anyio.to_thread.run_sync(write_floor, path + FLOOR_SUFFIX, floor)
         except OSError as exc:
             logger.warning("could not write pin cache %s: %s", path, exc)
 

@@ -42,11 +42,12 @@ class TrustState:
     document: VerifiedPayload | None = None
     envelope: bytes | None = None
     rotations: tuple[bytes, ...] = ()
+    floor: int = 0  # the highest version ever accepted, even if its document is gone
 
     @property
     def version(self) -> int:
-        """The rollback floor: the version of the document in force (0 before any)."""
-        return 0 if self.document is None else self.document.version
+        """The rollback floor: the highest version accepted (0 before any)."""
+        return max(self.floor, 0 if self.document is None else self.document.version)
 
 
 @attrs.frozen
@@ -81,6 +82,10 @@ def accept(
             max_size=max_size,
         )
         current = state.document
+        if payload.version < state.floor:
+            raise RollbackError(
+                f"version {payload.version} is older than version {state.floor} accepted before"
+            )
         if current is not None:
             if payload.version < current.version:
                 raise RollbackError(
@@ -105,6 +110,7 @@ def accept(
         document=payload,
         envelope=bytes(data),
         rotations=(*state.rotations, bytes(data)) if rotated else state.rotations,
+        floor=max(state.floor, payload.version),
     )
     reason = f"accepted version {payload.version}"
     if rotated:
