@@ -82,9 +82,12 @@ def accept(
             max_size=max_size,
         )
         current = state.document
-        if payload.version < state.floor:
+        if payload.version < state.version:
+            where = (
+                "in force" if current and current.version == state.version else "accepted before"
+            )
             raise RollbackError(
-                f"version {payload.version} is older than version {state.floor} accepted before"
+                f"version {payload.version} is older than version {state.version} {where}"
             )
         if current is not None:
             if payload.version < current.version:

@@ -68,3 +68,29 @@ def test_verified_chain_fallback_returns_der(
     assert all(d[:1] == b"\x30" for d in private)  # DER SEQUENCE, not PEM text
     if sys.version_info >= (3, 13):
         assert public == private
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    api = (PACKAGE.parent / "docs" / "api.md").read_text()
+    missing = [n for n in pinsdk.__all__ if not n.startswith("__") and f"`{n}" not in api]
+    assert missing == []
+
+
+def test_docs_site_has_every_required_page() -> None:
+    nav = (PACKAGE.parent / "mkdocs.yml").read_text()
+    for page in (
+        "index.md",
+        "quickstart.md",
+        "concepts.md",
+        "static-pinning.md",
+        "dynamic-pinning.md",
+        "update-format.md",
+        "key-rotation.md",
+        "reporting.md",
+        "cli.md",
+        "benchmarks.md",
+        "security.md",
+        "api.md",
+    ):
+        assert page in nav, page
+        assert (PACKAGE.parent / "docs" / page).exists(), page

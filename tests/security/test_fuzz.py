@@ -1,0 +1,174 @@
+"""Property tests of every parser: only PinningError subclasses may escape.
+
+Default runs are quick; ``make fuzz`` runs the same properties much longer
+(HYPOTHESIS_PROFILE=fuzz).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import string
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import pinsdk
+from pinsdk.envelope import PAYLOAD_TYPE, pae, parse_envelope
+from pinsdk.hosts import HostPattern, normalize_host
+from pinsdk.pins import parse_pin, pin_of_der, spki_der_of
+
+from ..signing import ed25519_key
+
+settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+KEY = ed25519_key()
+A = "sha256/" + base64.b64encode(b"a" * 32).decode()
+B = "sha256/" + base64.b64encode(b"b" * 32).decode()
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.text(max_size=80) | st.sampled_from([A, B, "sha256/", "sha1/abc", A[:-1], A + "="]))
+def test_pin_parsing_only_raises_pinconfigerror(text: str) -> None:
+    with contextlib.suppress(pinsdk.PinConfigError):
+        assert parse_pin(text) == text
+
+
+@given(st.text(max_size=60))
+def test_host_normalisation_only_raises_pinconfigerror(text: str) -> None:
+    try:
+        name = normalize_host(text)
+    except pinsdk.PinConfigError:
+        return
+    assert name == name.lower()
+    assert not name.endswith(".")
+    assert normalize_host(name) == name  # idempotent
+
+
+labels = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=5)
+names = st.lists(labels, min_size=1, max_size=5)
+
+
+def reference_match(kind: str, base: list[str], host: list[str], sub: bool) -> bool:
+    """An independent model on label lists (no string suffix tricks)."""
+    extra = len(host) - len(base)
+    if extra < 0 or host[extra:] != base:
+        return False
+    if kind == "exact":
+        return extra == 0 or (sub and extra >= 1)
+    if kind == "*":
+        return extra == 1 or (sub and extra >= 1)
+    return extra >= 0  # "**"
+
+
+@given(st.sampled_from(["exact", "*", "**"]), names, names, st.booleans(), st.booleans())
+def test_host_matching_agrees_with_a_reference_model(
+    kind: str, base: list[str], prefix: list[str], sub: bool, related: bool
+) -> None:
+    host = prefix + base if related else prefix
+    assume(not all(label.isdigit() for label in base))  # keep IPv4-looking names out
+    assume(not all(label.isdigit() for label in host))
+    pattern = {"exact": "", "*": "*.", "**": "**."}[kind] + ".".join(base)
+    policy = pinsdk.PinPolicy([pinsdk.DomainPins(pattern, [A, B], include_subdomains=sub)])
+    expected = reference_match(kind, base, host, sub)
+    assert bool(policy.pins_for(".".join(host))) is expected
+    assert HostPattern.parse(pattern).matches(".".join(host), include_subdomains=sub) is expected
+
+
+@given(json_values)
+def test_policy_json_only_raises_pinconfigerror(doc: Any) -> None:
+    with contextlib.suppress(pinsdk.PinConfigError):
+        pinsdk.PinPolicy.from_dict(doc)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "host": st.text(max_size=20) | st.just("a.example"),
+                "pins": st.lists(st.sampled_from([A, B]) | json_values, max_size=3),
+            },
+            optional={
+                "include_subdomains": json_values,
+                "mode": st.sampled_from(["enforce", "report"]) | json_values,
+                "expires": st.just("2030-01-01T00:00:00Z") | json_values,
+                "report_uri": st.just("https://r.example/x") | json_values,
+            },
+        ),
+        max_size=4,
+    ),
+    json_values,
+)
+def test_policy_domains_only_raise_pinconfigerror(domains: list[dict[str, Any]], deny: Any) -> None:
+    try:
+        policy = pinsdk.PinPolicy.from_dict({"domains": domains, "deny": deny})
+    except pinsdk.PinConfigError:
+        return
+    assert pinsdk.PinPolicy.from_dict(policy.to_dict()) == policy
+
+
+@given(st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
+def test_envelope_bytes_only_raise_update_rejected(data: bytes) -> None:
+    with contextlib.suppress(pinsdk.UpdateRejectedError):
+        pinsdk.verify_envelope(data, [KEY.public_key()])
+
+
+@given(json_values)
+def test_envelope_shapes_only_raise_update_rejected(doc: Any) -> None:
+    with contextlib.suppress(pinsdk.UpdateRejectedError):
+        parse_envelope(json.dumps(doc))
+
+
+@given(
+    json_values,
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "version",
+                "spec_version",
+                "issued_at",
+                "expires",
+                "domains",
+                "deny",
+                "keys",
+                "refresh_interval",
+            ]
+        ),
+        json_values,
+    ),
+)
+def test_signed_payloads_only_raise_update_rejected(extra: Any, fields: dict[str, Any]) -> None:
+    """Correctly signed, arbitrary payloads: the payload checks alone must hold the line."""
+    body = json.dumps({"spec_version": 1, "version": 1, **fields, "x": extra}).encode()
+    sig = KEY.sign(pae(PAYLOAD_TYPE, body))
+    envelope = json.dumps(
+        {
+            "payloadType": PAYLOAD_TYPE,
+            "payload": base64.b64encode(body).decode(),
+            "signatures": [{"sig": base64.b64encode(sig).decode()}],
+        }
+    )
+    with contextlib.suppress(pinsdk.UpdateRejectedError):
+        pinsdk.verify_envelope(envelope, [KEY.public_key()])
+
+
+@given(st.binary(max_size=300))
+def test_der_walk_never_crashes_unexpectedly(data: bytes) -> None:
+    with contextlib.suppress(ValueError, IndexError):
+        spki_der_of(data)
+    with contextlib.suppress(ValueError):
+        pin_of_der(data)
