@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from cryptography import x509
@@ -10,7 +10,7 @@ from cryptography import x509
 from .pins import DEFAULT_CACHE, ChainPinCache
 from .policy import DomainPins, PinPolicy
 
-__all__ = ["Verdict", "describe_failure", "evaluate"]
+__all__ = ["Verdict", "describe_failure", "evaluate", "evaluate_pins"]
 
 
 @attrs.frozen
@@ -45,12 +45,25 @@ def evaluate(
     Returns ``None`` when the connection may proceed, else a :class:`Verdict`.
     ``server_hostname`` is the name the TLS layer verified the certificate against.
     """
+    return evaluate_pins(policy, server_hostname, lambda: cache.chain_pins(chain or ()), now=now)
+
+
+def evaluate_pins(
+    policy: PinPolicy,
+    server_hostname: str,
+    served: Callable[[], tuple[str, ...]],
+    *,
+    now: float | None = None,
+) -> Verdict | None:
+    """:func:`evaluate` with the chain's pins supplied by ``served`` (called only when the
+    host is pinned or a deny list exists); an empty tuple means no verified chain."""
     domains = policy.match_fast(server_hostname, now)
     deny = policy.deny
     if not domains and not deny:
         return None
     host = server_hostname.lower().rstrip(".")
-    if not chain:
+    pins = served()
+    if not pins:
         return Verdict(
             host=host,
             enforced=True,
@@ -62,18 +75,17 @@ def evaluate(
             domains=domains,
             report_uri=policy.report_uri_for(domains),
         )
-    served = cache.chain_pins(chain)
     expected: frozenset[str] = (
         domains[0].pins if len(domains) == 1 else frozenset().union(*(d.pins for d in domains))
     )
     if deny:
-        denied = tuple(p for p in served if p in deny)
+        denied = tuple(p for p in pins if p in deny)
         if denied:
             return Verdict(
                 host=host,
                 enforced=True,
                 reason="the verified chain contains a denied key",
-                served_pins=served,
+                served_pins=pins,
                 expected_pins=expected,
                 denied_pins=denied,
                 policy_version=policy.version,
@@ -82,14 +94,14 @@ def evaluate(
             )
     if not domains:
         return None
-    for pin in served:
+    for pin in pins:
         if pin in expected:
             return None
     return Verdict(
         host=host,
         enforced=any(d.mode == "enforce" for d in domains),
         reason="no key of the verified chain matches the pins",
-        served_pins=served,
+        served_pins=pins,
         expected_pins=expected,
         denied_pins=(),
         policy_version=policy.version,

@@ -13,17 +13,17 @@ import logging
 import os
 import ssl
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
 import httpx
 
-from .check import describe_failure, evaluate
+from .check import describe_failure, evaluate, evaluate_pins
 from .errors import PinConfigError
 from .events import PinFailure, Stats
-from .pins import DEFAULT_CACHE, ChainPinCache
+from .pins import DEFAULT_CACHE, ChainPinCache, pin_of_der
 from .policy import PinPolicy
 from .request_errors import PinCheckUnavailableError, PinValidationError
 
@@ -60,8 +60,7 @@ def _chain_private(obj: ssl.SSLObject | ssl.SSLSocket, which: str) -> list[bytes
     chain = getattr(obj._sslobj, which)()  # type: ignore[union-attr]
     if not chain:
         return []
-    der: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
-    return [cert.public_bytes(der) for cert in chain]
+    return [cert.public_bytes(_DER) for cert in chain]
 
 
 def _verified_chain_private(obj: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
@@ -95,6 +94,40 @@ class FailureMonitor(Protocol):
 # Set by PinnedTransport around each request: the pin check appends the failures it
 # sees, so the transport can dispatch them (callbacks, reports) with the request's port.
 SEEN_FAILURES: ContextVar[list[PinFailure] | None] = ContextVar("pinsdk_failures", default=None)
+
+
+_DER: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+
+
+class _CertPinCache:
+    """Pins keyed by the TLS layer's own certificate objects, which hash and compare by
+    content: a repeated chain costs dict hits, not DER encoding plus hashing."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self._max = max_entries
+        self._pins: dict[object, str] = {}
+
+    def pins(self, certs: Sequence[Any]) -> tuple[str, ...]:
+        get = self._pins.get
+        out = []
+        for cert in certs:
+            pin = get(cert)
+            if pin is None:
+                pin = pin_of_der(cert.public_bytes(_DER))
+                if len(self._pins) >= self._max:
+                    self._pins.clear()
+                self._pins[cert] = pin
+            out.append(pin)
+        return tuple(out)
+
+
+_CERT_PINS = _CertPinCache()
+
+
+def _raw_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> Sequence[Any] | None:
+    """The verified chain as certificate objects, or ``None`` where only DER is offered."""
+    getter = getattr(getattr(obj, "_sslobj", None), "get_verified_chain", None)
+    return None if getter is None else list(getter() or ())
 
 
 class PinCheck:
@@ -138,11 +171,17 @@ class PinCheck:
         if not policy.domains and not policy.deny:
             self._count("handshakes_passed")
             return
-        chain = verified_chain(obj)
-        verdict = evaluate(policy, host, chain, cache=self.cache)
+        certs = _raw_chain(obj)
+        if certs is None:  # no certificate objects here: the public DER route
+            chain = verified_chain(obj)
+            verdict = evaluate(policy, host, chain, cache=self.cache)
+        else:
+            verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
         if verdict is None:
             self._count("handshakes_passed")
             return
+        if certs is not None:
+            chain = [cert.public_bytes(_DER) for cert in certs]  # failures only: for the message
         self._count("pin_failures_enforced" if verdict.enforced else "pin_failures_reported")
         seen = SEEN_FAILURES.get()
         if seen is not None:
