@@ -22,7 +22,6 @@ __all__ = [
     "TrustedKey",
     "keyid_of",
     "load_private_key",
-    "load_trusted_keys",
 ]
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -173,10 +172,3 @@ def load_private_key(key: PrivateKeyLike, *, password: bytes | None = None) -> S
     _check_algorithm(loaded, "signing key")
     private: PrivateKey = loaded  # type: ignore[assignment]
     return SigningKey(keyid=keyid_of(private.public_key()), key=private)
-
-
-def load_trusted_keys(keys: Iterable[PublicKeyLike] | PublicKeyLike) -> list[TrustedKey]:
-    """Load one key or many (PEM or objects); a convenience for callers and the CLI."""
-    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-        return [TrustedKey.load(keys)]
-    return [TrustedKey.load(k) for k in keys]
