@@ -300,7 +300,7 @@ def _format_table(rows: Sequence[CertRow], now: datetime) -> str:
     return "\n".join(out) + "\n"
 
 
-def _config_host(args: argparse.Namespace, target_host: str | None, rows: Sequence[CertRow]) -> str:
+def _config_host(args: argparse.Namespace, target_host: str | None) -> str:
     if args.host:
         return str(args.host)
     if target_host:
@@ -344,7 +344,7 @@ def cmd_pins(args: argparse.Namespace) -> int:
     if expires is None:
         dated = [r.not_after for r in chosen if r.not_after is not None]
         expires = min(dated).date() if dated else None
-    host = _config_host(args, target_host, rows)
+    host = _config_host(args, target_host)
     try:
         text = render(
             args.format,

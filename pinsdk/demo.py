@@ -30,6 +30,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .client import AsyncClient
 from .dynamic import DynamicPins, UpdateResult
 from .envelope import sign_envelope
 from .errors import PinningError
@@ -138,10 +139,10 @@ async def run_demo(write: Callable[[str], object]) -> bool:
             verify=device_trust(),
             on_update=on_update,
         )
-        async with (
-            pins,
-            AsyncClientFactory(pins, device_trust) as client,
-        ):
+        client = AsyncClient(
+            pins=pins, verify=device_trust(), reporting=Reporting(verify=device_trust())
+        )
+        async with pins, client:
             await _steps_2_and_3(
                 client, api_ca.issue("127.0.0.1"), attacker_ca, device_trust, step, write
             )
@@ -170,12 +171,6 @@ async def run_demo(write: Callable[[str], object]) -> bool:
     verdict = "All steps behaved as expected" if all_ok else "Some steps failed"
     write(f"\n{verdict} ({elapsed:.1f} s).")
     return all_ok
-
-
-def AsyncClientFactory(pins: DynamicPins, device_trust: Callable[[], ssl.SSLContext]) -> Any:
-    from .client import AsyncClient
-
-    return AsyncClient(pins=pins, verify=device_trust(), reporting=Reporting(verify=device_trust()))
 
 
 async def _steps_2_and_3(

@@ -7,7 +7,6 @@ and on success swaps one reference. Readers (every TLS handshake) never lock.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import random
@@ -28,7 +27,7 @@ from .envelope import DEFAULT_CLOCK_LEEWAY
 from .errors import PinConfigError, UpdateRejectedError
 from .keys import KeySet, PublicKeyLike
 from .policy import PinPolicy
-from .reporting import FailureCallback, Monitor
+from .reporting import FailureCallback, Monitor, run_hook
 from .sslhook import VerifyTypes, pinned_ssl_context
 from .trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
 
@@ -306,6 +305,10 @@ class DynamicPins:
         """
         async with self._lock:
             result = await self._refresh_locked()
+        return self._record(result, self.update_url)
+
+    def _record(self, result: UpdateResult, origin: str) -> UpdateResult:
+        """Counters, state and one log line for every outcome, fetched or applied."""
         self.monitor.stats.add(_STAT_FOR[result.status])
         self._last_result = result
         if result.status in (UpdateStatus.UPDATED, UpdateStatus.NOT_MODIFIED):
@@ -316,9 +319,7 @@ class DynamicPins:
         level = logging.WARNING if result.status is UpdateStatus.REJECTED else logging.INFO
         if result.status is UpdateStatus.NOT_MODIFIED:
             level = logging.DEBUG
-        logger.log(
-            level, "pin update from %s: %s: %s", self.update_url, result.status.value, result.reason
-        )
+        logger.log(level, "pin update from %s: %s: %s", origin, result.status.value, result.reason)
         return result
 
     def _result(self, status: UpdateStatus, reason: str, http_status: int | None) -> UpdateResult:
@@ -381,9 +382,7 @@ class DynamicPins:
             if decision.status is UpdateStatus.UPDATED:
                 await self._save()
             result = self._result(decision.status, decision.reason, None)
-        self.monitor.stats.add(_STAT_FOR[result.status])
-        self._last_result = result
-        return result
+        return self._record(result, "an applied document")
 
     async def _apply(self, body: bytes) -> Decision:
         decision = await self._decide(body)
@@ -496,14 +495,7 @@ class DynamicPins:
             await anyio.sleep(self.next_delay(result))
 
     async def _notify(self, result: UpdateResult) -> None:
-        if self.on_update is None:
-            return
-        try:
-            outcome = self.on_update(result)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception:
-            logger.exception("on_update callback failed (ignored)")
+        await run_hook(self.on_update, result, "on_update")
 
 
 def _client(pins: DynamicPins) -> httpx.AsyncClient:

@@ -14,6 +14,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import attrs
@@ -156,6 +157,18 @@ def _plain_verify(verify: VerifyTypes) -> ssl.SSLContext | bool:
     return verify
 
 
+async def run_hook(hook: Callable[[Any], object] | None, value: object, name: str) -> None:
+    """Call a user callback, sync or async; its exceptions are logged, never raised."""
+    if hook is None:
+        return
+    try:
+        outcome = hook(value)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        logger.exception("%s callback failed (ignored)", name)
+
+
 class Monitor:
     """Counters, ``on_pin_failure`` callbacks and (optionally) a reporter for one owner."""
 
@@ -175,13 +188,7 @@ class Monitor:
 
     async def dispatch(self, failure: PinFailure) -> None:
         """Run the callback (sync or async) and queue the report; errors are logged."""
-        if self.on_pin_failure is not None:
-            try:
-                outcome = self.on_pin_failure(failure)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception:
-                logger.exception("on_pin_failure callback failed (ignored)")
+        await run_hook(self.on_pin_failure, failure, "on_pin_failure")
         if self.reporter is not None and failure.report_uri is not None:
             self.reporter.enqueue(failure)
 

@@ -130,38 +130,6 @@ async def test_pin_failure_is_not_retried(
     assert rogue.connections == 1
 
 
-async def test_chain_injection_is_rejected(
-    serve: Callable[..., LoopbackTLSServer],
-    rogue_cert: trustme.LeafCert,
-    intermediate: trustme.CA,
-    device_trust: Callable[[], ssl.SSLContext],
-    pins: dict[str, str],
-) -> None:
-    """CVE-2016-2402: a trusted rogue chain with the pinned CA certificate appended."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    rogue_cert.configure_cert(ctx)
-    # Re-load the rogue chain with the pinned intermediate appended to what is sent.
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("wb", suffix=".pem") as f:
-        f.write(rogue_cert.private_key_and_cert_chain_pem.bytes())
-        f.write(intermediate.cert_pem.bytes())
-        f.flush()
-        ctx.load_cert_chain(f.name)
-    rogue = LoopbackTLSServer(ctx).start()
-    try:
-        async with pinsdk.AsyncClient(
-            pins=policy(pins["intermediate"], BACKUP), verify=device_trust()
-        ) as client:
-            with pytest.raises(pinsdk.PinValidationError) as info:
-                await client.get(rogue.url(), headers={"Authorization": TOKEN})
-        assert pins["intermediate"] not in info.value.served_pins
-        assert rogue.wait_idle()
-        assert rogue.received == b""
-    finally:
-        rogue.stop()
-
-
 async def test_report_mode_connects_and_warns(
     serve: Callable[..., LoopbackTLSServer],
     rogue_cert: trustme.LeafCert,
