@@ -21,6 +21,7 @@ import anyio
 
 from . import micro, update
 from .requests import ab_run
+from .responder import pin_to_cpu
 from .stats import Comparison
 
 GOALS = {"fresh": 1.01, "keepalive": 1.005}
@@ -90,7 +91,7 @@ async def _run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]
         for http2 in (False, True):
             kind = "new connection" if fresh else "keep-alive"
             name = f"{kind}, {'HTTP/2' if http2 else 'HTTP/1.1'}"
-            n = int((1000 if fresh else 4000) * scale)
+            n = int((3000 if fresh else 8000) * scale)
             comparison, plain, pinned, stats = await ab_run(
                 info, http2=http2, fresh=fresh, n=n, warmup=max(20, n // 10)
             )
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default="docs/img/bench-latency.png")
     args = parser.parse_args(argv)
     proc, info = _start_responder()
+    cpu = pin_to_cpu(0)
     try:
         started = time.perf_counter()
         results = anyio.run(_run, args, info)
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         proc.stdin.close()
         proc.wait(timeout=30)
     results["machine"] = _machine()
+    results["machine"]["client_cpu"] = cpu
     results["command"] = "make bench" + (" (--quick)" if args.quick else "")
     print(
         f"pinsdk benchmarks: Python {results['machine']['python']}, "

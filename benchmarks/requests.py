@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
 import time
 from typing import Any
@@ -11,6 +12,8 @@ import httpx
 import pinsdk
 
 from .stats import Comparison, compare
+
+_BATCH = 100  # pairs between two (untimed) garbage collections
 
 
 def _trust(info: dict[str, Any]) -> ssl.SSLContext:
@@ -44,13 +47,22 @@ async def ab_run(
             await _timed(pinned, url)
         a: list[float] = []
         b: list[float] = []
-        for i in range(n):
-            # ABBA ordering: whatever favours the first or second request cancels out.
-            if i % 2 == 0:
-                a.append(await _timed(plain, url))
-                b.append(await _timed(pinned, url))
-            else:
-                b.append(await _timed(pinned, url))
-                a.append(await _timed(plain, url))
+        # As timeit does, the collector is paused while requests are timed (a collection
+        # would land on whichever request happens to run) and run between batches.
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(n):
+                if i % _BATCH == 0:
+                    gc.collect()
+                # ABBA ordering: whatever favours the first or second request cancels out.
+                if i % 2 == 0:
+                    a.append(await _timed(plain, url))
+                    b.append(await _timed(pinned, url))
+                else:
+                    b.append(await _timed(pinned, url))
+                    a.append(await _timed(plain, url))
+        finally:
+            gc.enable()
         stats = pinned.stats()
     return compare(a, b), a, b, stats

@@ -171,4 +171,11 @@ class Stats:
 
     def as_dict(self, policy_version: int) -> dict[str, int]:
         """A copy of every counter plus the version of the policy in force."""
-        return {**self.counts, "policy_version": policy_version}
+        counts = self.counts
+        # Derived, so a handshake costs one counter increment, not two.
+        checked = (
+            counts["handshakes_passed"]
+            + counts["pin_failures_enforced"]
+            + counts["pin_failures_reported"]
+        )
+        return {**counts, "handshakes_checked": checked, "policy_version": policy_version}

@@ -23,6 +23,21 @@ _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _MAYBE_IP = re.compile(r"^[0-9.]+$|:")  # only these can parse as an address: skip the rest
 
 
+# The shape of nearly every pattern in a large document: an optional "*." or "**.",
+# then a lower-case ASCII name whose last label ends in a letter (so it is no address).
+_COMMON = rf"(?:\*\*?\.)?{_LABEL}(?:\.{_LABEL})*(?<=[a-z])"
+_COMMON_LINES = re.compile(rf"(?:{_COMMON}\n)*{_COMMON}")
+
+
+def all_common_patterns(patterns: list[str]) -> bool:
+    """Whether every pattern is already canonical and of the common shape (one regular
+    expression over the whole list; the caller also bounds their length). Such a pattern
+    parses to itself, with no normalising."""
+    joined = "\n".join(patterns)
+    # A pattern holding a line break would pass as two lines: count them too.
+    return joined.count("\n") == len(patterns) - 1 and bool(_COMMON_LINES.fullmatch(joined))
+
+
 def _ip_literal(host: str) -> str | None:
     candidate = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not _MAYBE_IP.search(candidate):

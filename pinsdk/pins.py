@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -159,6 +159,13 @@ def parse_pins(pins: Iterable[object], *, what: str) -> frozenset[str]:
     if len(_PIN_SETS) >= _MAX_REMEMBERED:
         _PIN_SETS.clear()
     return _PIN_SETS.setdefault(result, result)
+
+
+def known_pin_sets() -> Mapping[frozenset[str], frozenset[str]]:
+    """Pin sets already validated, each mapped to its shared instance: the bulk path of
+    large documents, which repeat a few pin sets across thousands of entries, looks up
+    ``frozenset(pins)`` here instead of validating every pin again."""
+    return _PIN_SETS
 
 
 class ChainPinCache:

@@ -17,8 +17,15 @@ from typing import Any, Literal
 import attrs
 
 from .errors import PinConfigError
-from .hosts import HostPattern, PatternKind, fast_normalize, is_ip_literal, normalize_host
-from .pins import parse_pins
+from .hosts import (
+    HostPattern,
+    PatternKind,
+    all_common_patterns,
+    fast_normalize,
+    is_ip_literal,
+    normalize_host,
+)
+from .pins import known_pin_sets, parse_pins
 from .timeutil import format_datetime, parse_datetime, to_timestamp
 
 __all__ = ["DomainPins", "PinPolicy"]
@@ -165,34 +172,141 @@ class DomainPins:
         return out
 
 
+# The bulk path fills the slots of the frozen classes directly (attrs' generated
+# __init__ costs several times more per object). Their fields are listed here and
+# checked against the classes at import, so a new field cannot be forgotten.
+_PATTERN_FIELDS = ("kind", "base", "text")
+_DOMAIN_FIELDS = (
+    "pattern",
+    "pins",
+    "include_subdomains",
+    "mode",
+    "expires",
+    "report_uri",
+    "expires_at",
+)
+if (
+    tuple(f.name for f in attrs.fields(HostPattern)) != _PATTERN_FIELDS
+    or tuple(f.name for f in attrs.fields(DomainPins)) != _DOMAIN_FIELDS
+):  # pragma: no cover - a guard for whoever changes the classes
+    raise ImportError("pinsdk.policy: the bulk builder's field lists are out of date")
+
+
+def domains_from_dicts(entries: Iterable[Any], *, max_pins: int | None = None) -> list[DomainPins]:
+    """:meth:`DomainPins.from_dict` for a whole list, with a bulk path for common entries.
+
+    An entry of the usual shape (a canonical ASCII host or pattern, pins validated
+    before, no expiry or report_uri) is built without the general parser: all such
+    hosts are validated by one regular expression over the joined list. Documents of
+    thousands of domains would otherwise spend most of their time in per-entry parsing.
+    Anything else takes the general path, which validates it and names what is wrong.
+    Both paths build equal values (a property test checks it). ``max_pins`` bounds the
+    length of each entry's pin list (a resource limit for untrusted documents).
+    """
+    out: list[DomainPins] = []
+    append = out.append
+    built: list[int] = []  # where the bulk path built an entry, whose host is checked below
+    hosts: list[str] = []
+    keys, modes, known_sets = _DOMAIN_KEYS, _MODES, known_pin_sets()
+    new = object.__new__
+    kind_, base_, text_ = (getattr(HostPattern, f).__set__ for f in _PATTERN_FIELDS)
+    pattern_, pins_, sub_, mode_, expires_, uri_, at_ = (
+        getattr(DomainPins, f).__set__ for f in _DOMAIN_FIELDS
+    )
+    exact, one, anylabels = PatternKind.EXACT, PatternKind.ONE_LABEL, PatternKind.ANY_LABELS
+    items = entries if isinstance(entries, list) else list(entries)
+    for data in items:
+        if type(data) is dict and data.keys() <= keys:
+            get = data.get
+            host, pins = get("host"), get("pins")
+            sub, mode = get("include_subdomains", False), get("mode", "enforce")
+            if (
+                type(host) is str
+                and type(pins) is list
+                and (sub is False or sub is True)
+                and mode in modes
+                and get("expires") is None
+                and get("report_uri") is None
+            ):
+                try:
+                    pin_set = known_sets.get(frozenset(pins))
+                except TypeError:  # an unhashable pin: the general path says so
+                    pin_set = None
+                if max_pins is not None and len(pins) > max_pins:
+                    raise PinConfigError(
+                        f"domain {host!r} has {len(pins)} pins; at most {max_pins}"
+                    )
+                if pin_set:
+                    # Built at once, as if the host were canonical; the check after the
+                    # loop replaces the whole lot through the general path if not.
+                    pattern = new(HostPattern)
+                    if host.startswith("**."):
+                        kind_(pattern, anylabels)
+                        base_(pattern, host[3:])
+                    elif host.startswith("*."):
+                        kind_(pattern, one)
+                        base_(pattern, host[2:])
+                    else:
+                        kind_(pattern, exact)
+                        base_(pattern, host)
+                    text_(pattern, host)
+                    entry = new(DomainPins)
+                    pattern_(entry, pattern)
+                    pins_(entry, pin_set)
+                    sub_(entry, sub)
+                    mode_(entry, mode)
+                    expires_(entry, None)
+                    uri_(entry, None)
+                    at_(entry, None)
+                    built.append(len(out))
+                    hosts.append(host)
+                    append(entry)
+                    continue
+        if max_pins is not None and isinstance(data, Mapping):
+            pins = data.get("pins")
+            if isinstance(pins, list) and len(pins) > max_pins:
+                raise PinConfigError(
+                    f"domain {data.get('host')!r} has {len(pins)} pins; at most {max_pins}"
+                )
+        append(DomainPins.from_dict(data))
+    # A canonical name of this shape ends in a letter: no address, so every option is
+    # valid for it. Any other host (to normalise, or wrong) takes the general path.
+    if hosts and not (max(map(len, hosts)) <= 253 and all_common_patterns(hosts)):
+        for index in built:
+            out[index] = DomainPins.from_dict(items[index])
+    return out
+
+
 _Index = dict[str, tuple[DomainPins, ...]]
 _Indexes = tuple[_Index, _Index, _Index, frozenset[int]]
 
 
 def _build_index(domains: tuple[DomainPins, ...]) -> _Indexes:
     """Index domains by the name a host must equal, be the parent of, or be under."""
-    exact: dict[str, list[DomainPins]] = {}
-    child: dict[str, list[DomainPins]] = {}  # host's immediate parent is the key
-    under: dict[str, list[DomainPins]] = {}  # host is strictly below the key
+    exact: _Index = {}
+    child: _Index = {}  # host's immediate parent is the key
+    under: _Index = {}  # host is strictly below the key
+    # Tuples grown in place of lists: nearly every key holds one entry, so this saves a
+    # list per entry and a pass to freeze them. Entries keep their order within a key.
+    exact_get, child_get, under_get = exact.get, child.get, under.get
+    exact_kind, any_kind = PatternKind.EXACT, PatternKind.ANY_LABELS
     for d in domains:
-        base, kind = d.pattern.base, d.pattern.kind
-        if kind is PatternKind.EXACT:
-            exact.setdefault(base, []).append(d)
-            if d.include_subdomains:
-                under.setdefault(base, []).append(d)
-        elif kind is PatternKind.ANY_LABELS:
-            exact.setdefault(base, []).append(d)
-            under.setdefault(base, []).append(d)
+        pattern = d.pattern
+        base, kind = pattern.base, pattern.kind
+        if kind is exact_kind or kind is any_kind:
+            known = exact_get(base)
+            exact[base] = (d,) if known is None else (*known, d)
+            if kind is any_kind or d.include_subdomains:
+                known = under_get(base)
+                under[base] = (d,) if known is None else (*known, d)
         elif d.include_subdomains:
-            under.setdefault(base, []).append(d)
+            known = under_get(base)
+            under[base] = (d,) if known is None else (*known, d)
         else:
-            child.setdefault(base, []).append(d)
-
-    def freeze(index: dict[str, list[DomainPins]]) -> _Index:
-        return {k: tuple(v) for k, v in index.items()}
-
+            known = child_get(base)
+            child[base] = (d,) if known is None else (*known, d)
     under_dots = frozenset(key.count(".") for key in under)
-    return freeze(exact), freeze(child), freeze(under), under_dots
+    return exact, child, under, under_dots
 
 
 @attrs.frozen(init=False)
@@ -225,15 +339,17 @@ class PinPolicy:
         if isinstance(domains, (str, bytes, Mapping)):
             raise PinConfigError("domains must be a list of DomainPins")
         entries = tuple(domains)
-        for entry in entries:
-            if not isinstance(entry, DomainPins):
-                raise PinConfigError(f"domains must hold DomainPins, not {entry!r}")
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise PinConfigError(f"version must be a non-negative integer, not {version!r}")
         if not isinstance(require_backup, bool):
             raise PinConfigError(f"require_backup must be true or false, not {require_backup!r}")
         deny_set = parse_pins(deny, what="deny")
-        for entry in entries:
+        expiring = False
+        for entry in entries:  # one pass: documents carry thousands of entries
+            if type(entry) is not DomainPins and not isinstance(entry, DomainPins):
+                raise PinConfigError(f"domains must hold DomainPins, not {entry!r}")
+            if entry.expires_at is not None:
+                expiring = True
             if entry.mode != "enforce" or len(entry.pins) >= 2:
                 continue
             message = (
@@ -251,8 +367,13 @@ class PinPolicy:
             require_backup,
             check_report_uri(report_uri, what="report_uri"),
             _build_index(entries),
-            any(e.expires_at is not None for e in entries),
+            expiring,
         )
+
+    @property
+    def has_expiring_entries(self) -> bool:
+        """Whether some domain has an ``expires`` time (then a check depends on the clock)."""
+        return self._expiring
 
     @property
     def current(self) -> PinPolicy:
@@ -304,8 +425,13 @@ class PinPolicy:
         return frozenset().union(*(d.pins for d in found))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PinPolicy:
-        """Build from the JSON shape documented in docs/static-pinning.md."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, max_pins_per_domain: int | None = None
+    ) -> PinPolicy:
+        """Build from the JSON shape documented in docs/static-pinning.md.
+
+        ``max_pins_per_domain`` refuses longer pin lists (signed documents use 64).
+        """
         if not isinstance(data, Mapping):
             raise PinConfigError(f"a pin policy must be a JSON object, not {type(data).__name__}")
         unknown = set(data) - _POLICY_KEYS
@@ -318,7 +444,7 @@ class PinPolicy:
         if not isinstance(deny, list):
             raise PinConfigError(f"'deny' must be a list, not {deny!r}")
         return cls(
-            [DomainPins.from_dict(d) for d in domains],
+            domains_from_dicts(domains, max_pins=max_pins_per_domain),
             deny=deny,
             version=data.get("version", 0),
             require_backup=data.get("require_backup", False),

@@ -6,6 +6,7 @@ import httpx
 
 from .check import Verdict
 from .errors import PinningError
+from .events import PinFailure
 
 __all__ = ["PinValidationError", "PlaintextRequestError"]
 
@@ -16,12 +17,15 @@ class PinValidationError(PinningError, httpx.ConnectError):
     Raised right after the TLS handshake, before any request byte is written. httpx
     does not retry it (``retries=``) and attaches ``.request``. ``host``,
     ``served_pins`` (the verified chain's pins, leaf first) and ``expected_pins`` say
-    what was seen and what was configured.
+    what was seen and what was configured; ``failure`` is the
+    :class:`~pinsdk.PinFailure` given to ``on_pin_failure`` (its ``port`` is ``None``
+    until a transport fills it in).
     """
 
-    def __init__(self, message: str, verdict: Verdict) -> None:
+    def __init__(self, message: str, verdict: Verdict, failure: PinFailure | None = None) -> None:
         super().__init__(message)
         self.verdict = verdict
+        self.failure = failure
         self.host = verdict.host
         self.served_pins = verdict.served_pins
         self.expected_pins = verdict.expected_pins

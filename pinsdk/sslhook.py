@@ -13,14 +13,15 @@ import logging
 import os
 import ssl
 import sys
+import weakref
+from collections import deque
 from collections.abc import Iterable, Sequence
-from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
 import httpx
 
-from .check import describe_failure, evaluate, evaluate_pins
+from .check import Verdict, describe_failure, evaluate, evaluate_pins
 from .errors import PinConfigError
 from .events import PinFailure, Stats
 from .pins import DEFAULT_CACHE, ChainPinCache, pin_of_der
@@ -91,12 +92,24 @@ class FailureMonitor(Protocol):
     stats: Stats
 
 
-# Set by PinnedTransport around each request: the pin check appends the failures it
-# sees, so the transport can dispatch them (callbacks, reports) with the request's port.
-SEEN_FAILURES: ContextVar[list[PinFailure] | None] = ContextVar("pinsdk_failures", default=None)
-
-
 _DER: int = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+_CERT_REQUIRED = int(ssl.CERT_REQUIRED)
+# The C getter: ssl.SSLContext.verify_mode wraps it in an enum, which costs several
+# microseconds on a cold interpreter, once per handshake.
+_raw_verify_mode: Any = ssl._ssl._SSLContext.verify_mode.__get__  # type: ignore[attr-defined]
+# The verified chain as certificate objects (3.10+, private): cheaper than DER.
+_CERT_OBJECTS = hasattr(ssl._ssl._SSLSocket, "get_verified_chain")  # type: ignore[attr-defined]
+_UNCLAIMED_MAX = 64
+_PASSED_MAX = 256
+
+
+def _listens(monitor: FailureMonitor, policy: PinPolicy) -> bool:
+    """Whether ``monitor`` acts on failures of ``policy`` (a callback, or reports)."""
+    if getattr(monitor, "on_pin_failure", None) is not None:
+        return True
+    if getattr(monitor, "reporter", None) is None:
+        return False
+    return policy.report_uri is not None or any(d.report_uri for d in policy.domains)
 
 
 class _CertPinCache:
@@ -124,75 +137,108 @@ class _CertPinCache:
 _CERT_PINS = _CertPinCache()
 
 
-def _raw_chain(obj: ssl.SSLObject | ssl.SSLSocket) -> Sequence[Any] | None:
-    """The verified chain as certificate objects, or ``None`` where only DER is offered."""
-    getter = getattr(getattr(obj, "_sslobj", None), "get_verified_chain", None)
-    return None if getter is None else list(getter() or ())
-
-
 class PinCheck:
-    """Runs the policy of a pin source against one completed handshake."""
+    """Runs the policy of a pin source against one completed handshake.
+
+    Report-mode failures (the connection goes on) wait in ``unclaimed`` with a weak
+    reference to their TLS object, until the transport that made the request claims
+    them; enforced failures travel on the :class:`PinValidationError` they raise.
+    """
 
     def __init__(self, source: PinSource, cache: ChainPinCache = DEFAULT_CACHE) -> None:
         self.source = source
+        # A static policy is its own ``current``: skip the property on the hot path.
+        self._static: PinPolicy | None = source if isinstance(source, PinPolicy) else None
         self.cache = cache
         self.monitors: tuple[FailureMonitor, ...] = ()
+        self._counters: tuple[dict[str, int], ...] = ()
+        # True when no observer does anything with a failure beyond counting it (a
+        # static policy without report_uri, no callback): the transport then adds no
+        # per-request step at all.
+        self.quiet = self._static is not None
+        self.unclaimed: deque[tuple[weakref.ref[Any], PinFailure]] = deque(maxlen=_UNCLAIMED_MAX)
+        # The chains that passed the policy in force, by host: a known chain is then
+        # recognised by comparing certificates (OpenSSL compares their SHA-1 and
+        # encoding, no hashing) instead of being evaluated again. Replaced whole, with
+        # the policy it belongs to, when the policy changes.
+        self._passed: tuple[PinPolicy | None, dict[str, list[Any]]] = (None, {})
 
     def add_monitors(self, monitors: Iterable[FailureMonitor]) -> None:
         """Also count into (and report to) these observers."""
         for monitor in monitors:
             if monitor not in self.monitors:
                 self.monitors = (*self.monitors, monitor)
+        self._counters = tuple(m.stats.counts for m in self.monitors)
+        self.quiet = self._static is not None and not any(
+            _listens(m, self._static) for m in self.monitors
+        )
 
     def _count(self, key: str) -> None:
-        for monitor in self.monitors:
-            stats = monitor.stats
-            stats.add("handshakes_checked")
-            stats.add(key)
+        for counts in self._counters:
+            counts[key] += 1
 
     def __call__(self, obj: ssl.SSLObject | ssl.SSLSocket) -> None:
-        context = obj.context
-        if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        # The hot path reads the C-level TLS object directly: every Python-level step
+        # here runs once per handshake on a cold interpreter, so each one counts.
+        raw = obj._sslobj  # type: ignore[union-attr]
+        context = raw.context
+        if _raw_verify_mode(context) != _CERT_REQUIRED or not context.check_hostname:
             raise PinCheckUnavailableError(
                 "refusing the connection: certificate verification or hostname checking was "
                 "turned off on the pinned SSLContext after pinning was installed"
             )
-        host = obj.server_hostname
+        host = raw.server_hostname
         if not host:
             raise PinCheckUnavailableError("refusing the connection: no server name to pin")
         try:
-            policy = self.source.current
-            if not isinstance(policy, PinPolicy):
-                raise TypeError(f"pin source returned {type(policy).__name__}, not PinPolicy")
+            policy = self._static or self.source.current
         except Exception as exc:
             raise PinCheckUnavailableError(
                 f"refusing the connection to {host}: the pin source failed: {exc!r}"
             ) from exc
-        if not policy.domains and not policy.deny:
-            self._count("handshakes_passed")
-            return
-        certs = _raw_chain(obj)
-        if certs is None:  # no certificate objects here: the public DER route
+        passed_policy, passed = self._passed
+        if policy is not passed_policy:  # a new policy: validate it once, forget old passes
+            if not isinstance(policy, PinPolicy):
+                raise PinCheckUnavailableError(
+                    f"refusing the connection to {host}: the pin source failed: it returned "
+                    f"{type(policy).__name__}, not PinPolicy"
+                )
+            passed = {}
+            self._passed = (policy, passed)
+        if _CERT_OBJECTS:
+            certs = raw.get_verified_chain() or []
+            if certs and passed.get(host) == certs:
+                for counts in self._counters:
+                    counts["handshakes_passed"] += 1
+                return
+            verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
+            if verdict is None:
+                # A pass turns into a failure only when an entry expires: then no memo.
+                if certs and not policy.has_expiring_entries:
+                    if len(passed) >= _PASSED_MAX:
+                        passed.clear()
+                    passed[host] = certs
+                self._count("handshakes_passed")
+                return
+            chain = [cert.public_bytes(_DER) for cert in certs]  # for the message
+        else:  # no certificate objects on this Python: the public DER route
             chain = verified_chain(obj)
             verdict = evaluate(policy, host, chain, cache=self.cache)
-        else:
-            verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
-        if verdict is None:
-            self._count("handshakes_passed")
-            return
-        if certs is not None:
-            chain = [cert.public_bytes(_DER) for cert in certs]  # failures only: for the message
+            if verdict is None:
+                self._count("handshakes_passed")
+                return
+        self._fail(obj, verdict, chain)
+
+    def _fail(
+        self, obj: ssl.SSLObject | ssl.SSLSocket, verdict: Verdict, chain: list[bytes]
+    ) -> None:
         self._count("pin_failures_enforced" if verdict.enforced else "pin_failures_reported")
-        seen = SEEN_FAILURES.get()
-        if seen is not None:
-            seen.append(
-                PinFailure.from_verdict(
-                    verdict,
-                    at=datetime.now(timezone.utc),
-                    validated_chain=chain,
-                    served_chain=served_chain(obj),
-                )
-            )
+        failure = PinFailure.from_verdict(
+            verdict,
+            at=datetime.now(timezone.utc),
+            validated_chain=chain,
+            served_chain=served_chain(obj),
+        )
         if verdict.enforced:
             logger.warning(
                 "pin failure for %s (enforced, connection refused): %s; served %s; expected %s",
@@ -201,7 +247,7 @@ class PinCheck:
                 list(verdict.served_pins),
                 sorted(verdict.expected_pins),
             )
-            raise PinValidationError(describe_failure(verdict, chain), verdict)
+            raise PinValidationError(describe_failure(verdict, chain), verdict, failure)
         logger.warning(
             "pin failure for %s (report mode, connection allowed): %s; served %s; expected %s",
             verdict.host,
@@ -209,6 +255,27 @@ class PinCheck:
             list(verdict.served_pins),
             sorted(verdict.expected_pins),
         )
+        self.unclaimed.append((weakref.ref(obj), failure))
+
+    def claim(self, obj: object) -> tuple[list[PinFailure], list[PinFailure]]:
+        """Take the report-mode failures seen on the TLS object ``obj``, and those whose
+        connection is gone without a request claiming them (orphans)."""
+        mine: list[PinFailure] = []
+        orphans: list[PinFailure] = []
+        for entry in list(self.unclaimed):
+            owner = entry[0]()
+            if owner is None:
+                found = orphans
+            elif obj is not None and owner is obj:
+                found = mine
+            else:
+                continue  # another connection's, for its own request to claim
+            try:
+                self.unclaimed.remove(entry)
+            except ValueError:  # claimed meanwhile by another thread
+                continue
+            found.append(entry[1])
+        return mine, orphans
 
 
 class PinnedSSLObject(ssl.SSLObject):
@@ -217,7 +284,9 @@ class PinnedSSLObject(ssl.SSLObject):
     pin_check: ClassVar[PinCheck]
 
     def do_handshake(self) -> None:
-        super().do_handshake()  # SSLWant* propagate: the handshake is not done yet
+        # What ssl.SSLObject.do_handshake does, minus one Python frame for the
+        # SSLWant* exceptions (the handshake is not done yet) to cross.
+        self._sslobj.do_handshake()  # type: ignore[attr-defined]
         self.pin_check(self)
 
 

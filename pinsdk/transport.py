@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -15,7 +15,6 @@ from .hosts import fast_normalize
 from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
 from .request_errors import PinValidationError, PlaintextRequestError
 from .sslhook import (
-    SEEN_FAILURES,
     PinCheck,
     PinsArg,
     PinSource,
@@ -85,39 +84,56 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
             verify=self.ssl_context, http2=http2, trust_env=trust_env, **kwargs
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         """Refuse plaintext to enforced hosts; run the request; dispatch pin failures."""
+        # The pin check itself runs inside the handshake. Here, the common case costs a
+        # scheme test: when nobody listens for failures (a static policy, no callback, no
+        # report_uri), the pool's own coroutine is returned, so the request crosses no
+        # frame of ours each time it resumes.
         if request.url.scheme == "http":
             self._check_plaintext(request)
-        seen: list[PinFailure] = []
-        token = SEEN_FAILURES.set(seen)
-        try:
-            try:
-                response = await self._inner.handle_async_request(request)
-            except PinValidationError as exc:
-                await self._dispatch(request, seen)
-                if not await self._heal(exc):
-                    raise
-                self.monitor.stats.add("self_heal_retries")
-                logger.info("pins for %s changed after a refresh; retrying once", exc.host)
-                seen.clear()
-                try:
-                    response = await self._inner.handle_async_request(request)
-                except PinValidationError:
-                    await self._dispatch(request, seen)
-                    raise
-            if seen:  # report-mode failures of a request that went on
-                await self._dispatch(request, seen)
-            return response
-        finally:
-            SEEN_FAILURES.reset(token)
+        if self._check.quiet:
+            return self._inner.handle_async_request(request)
+        return self._observed(request)
 
-    async def _dispatch(self, request: httpx.Request, seen: list[PinFailure]) -> None:
-        if not seen:
-            return
+    async def _observed(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except PinValidationError as exc:
+            return await self._after_failure(request, exc)
+        if self._check.unclaimed:  # report-mode failures: rare
+            await self._dispatch_reported(request, response)
+        return response
+
+    async def _after_failure(
+        self, request: httpx.Request, exc: PinValidationError
+    ) -> httpx.Response:
+        await self._dispatch(request, exc)
+        if not await self._heal(exc):
+            raise exc
+        self.monitor.stats.add("self_heal_retries")
+        logger.info("pins for %s changed after a refresh; retrying once", exc.host)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except PinValidationError as again:
+            await self._dispatch(request, again)
+            raise
+        if self._check.unclaimed:
+            await self._dispatch_reported(request, response)
+        return response
+
+    async def _dispatch(self, request: httpx.Request, exc: PinValidationError) -> None:
+        if exc.failure is not None:
+            await self._dispatch_all([attrs.evolve(exc.failure, port=_default_port(request.url))])
+
+    async def _dispatch_reported(self, request: httpx.Request, response: httpx.Response) -> None:
+        stream = response.extensions.get("network_stream")
+        ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
+        mine, orphans = self._check.claim(ssl_object)
         port = _default_port(request.url)
-        failures = [attrs.evolve(f, port=port) for f in seen]
-        seen.clear()
+        await self._dispatch_all([attrs.evolve(f, port=port) for f in mine] + orphans)
+
+    async def _dispatch_all(self, failures: list[PinFailure]) -> None:
         for failure in failures:
             for monitor in self._check.monitors:
                 if isinstance(monitor, Monitor):

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import pinsdk
-from pinsdk.envelope import PAYLOAD_TYPE, pae, parse_envelope
+from pinsdk.envelope import MAX_PINS_PER_DOMAIN, PAYLOAD_TYPE, pae, parse_envelope
 from pinsdk.keys import KeySet
 
 from .signing import ed25519_key, p256_key, payload, public_pem
@@ -269,3 +269,16 @@ def test_bad_key_configuration() -> None:
         KeySet.build(["garbage"], 1)
     with pytest.raises(pinsdk.PinConfigError, match="threshold must be a positive integer"):
         KeySet.build([ed25519_key().public_key()], 0)
+
+
+@pytest.mark.parametrize("canonical", [True, False], ids=["bulk-path", "general-path"])
+def test_pin_lists_longer_than_the_limit_are_rejected(canonical: bool) -> None:
+    key = ed25519_key()
+    pin = DOMAINS[0]["pins"][0]
+    host = "api.example.com" if canonical else "API.Example.com"
+    pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [pin])])  # the pin is known
+    ok = [{"host": host, "pins": [pin] * MAX_PINS_PER_DOMAIN}]
+    assert pinsdk.verify_envelope(_signed(key, payload(1, ok)), [key.public_key()])
+    long = [{"host": host, "pins": [pin] * (MAX_PINS_PER_DOMAIN + 1)}]
+    with pytest.raises(pinsdk.EnvelopeFormatError, match="has 65 pins; at most 64"):
+        pinsdk.verify_envelope(_signed(key, payload(1, long)), [key.public_key()])

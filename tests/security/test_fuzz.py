@@ -13,6 +13,7 @@ import os
 import string
 from typing import Any
 
+import attrs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ import pinsdk
 from pinsdk.envelope import PAYLOAD_TYPE, pae, parse_envelope
 from pinsdk.hosts import HostPattern, normalize_host
 from pinsdk.pins import parse_pin, pin_of_der, spki_der_of
+from pinsdk.policy import domains_from_dicts
 
 from ..signing import ed25519_key
 
@@ -121,6 +123,59 @@ def test_policy_domains_only_raise_pinconfigerror(domains: list[dict[str, Any]],
     assert pinsdk.PinPolicy.from_dict(policy.to_dict()) == policy
 
 
+hosts_of_every_shape = st.tuples(
+    st.sampled_from(["", "*.", "**.", "*", "***."]),
+    names.map(".".join)
+    | st.sampled_from(["1.2.3.4", "a-.b", "A.Example", "ex.com.", "σ.example", "a..b", "x" * 70]),
+    st.sampled_from(["", "", "\n", ".", "-", "1"]),
+).map("".join) | st.text(max_size=12)
+
+
+def _outcome(build: Any) -> Any:
+    try:
+        return ("built", build())
+    except pinsdk.PinConfigError:
+        return ("refused",)
+
+
+canonical_hosts = st.tuples(
+    st.sampled_from(["", "*.", "**."]), names.map(".".join).filter(lambda n: n[-1].isalpha())
+).map("".join)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "host": canonical_hosts | canonical_hosts | hosts_of_every_shape,
+                "pins": st.sampled_from([[A, B], [B, A], [A, B, A], [A], ["sha256/x"], [3], []]),
+            },
+            optional={
+                "include_subdomains": st.sampled_from([True, False, False, 1]),
+                "mode": st.sampled_from(["enforce", "report", "enforce", "x"]),
+                "expires": st.sampled_from([None, None, "2030-01-01T00:00:00Z"]),
+                "report_uri": st.sampled_from([None, None, "https://r.example/x"]),
+            },
+        ),
+        max_size=4,
+    )
+)
+def test_bulk_domain_path_builds_what_the_general_path_builds(
+    entries: list[dict[str, Any]],
+) -> None:
+    """The fast path for large documents agrees with DomainPins.from_dict, entry by entry:
+    the same values (every field), or a refusal where the general path refuses."""
+    pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [A, B])])  # A and B are known pins
+    general = _outcome(lambda: [pinsdk.DomainPins.from_dict(e) for e in entries])
+    bulk = _outcome(lambda: domains_from_dicts(entries))
+    assert bulk[0] == general[0]
+    if bulk[0] == "built":
+        assert bulk[1] == general[1]
+        for fast, slow in zip(bulk[1], general[1], strict=True):
+            assert attrs.astuple(fast, recurse=False) == attrs.astuple(slow, recurse=False)
+            assert attrs.astuple(fast.pattern) == attrs.astuple(slow.pattern)
+
+
 @given(st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
 def test_envelope_bytes_only_raise_update_rejected(data: bytes) -> None:
     with contextlib.suppress(pinsdk.UpdateRejectedError):
@@ -172,3 +227,24 @@ def test_der_walk_never_crashes_unexpectedly(data: bytes) -> None:
         spki_der_of(data)
     with contextlib.suppress(ValueError):
         pin_of_der(data)
+
+
+def test_bulk_domain_path_on_a_document_of_every_common_shape() -> None:
+    pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [A, B])])
+    entries = [
+        {"host": f"{prefix}h{i}.example", "pins": [A, B], "include_subdomains": sub, "mode": mode}
+        for i, (prefix, sub, mode) in enumerate(
+            (p, s, m)
+            for p in ("", "*.", "**.")
+            for s in (True, False)
+            for m in ("enforce", "report")
+        )
+    ]
+    bulk = domains_from_dicts(entries)
+    general = [pinsdk.DomainPins.from_dict(e) for e in entries]
+    assert bulk == general
+    for fast, slow in zip(bulk, general, strict=True):
+        assert attrs.astuple(fast, recurse=False) == attrs.astuple(slow, recurse=False)
+        assert attrs.astuple(fast.pattern) == attrs.astuple(slow.pattern)
+    policy = pinsdk.PinPolicy(bulk)
+    assert policy.pins_for("a.h5.example") == frozenset({A, B})  # *. with include_subdomains
