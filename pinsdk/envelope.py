@@ -191,9 +191,10 @@ class VerifiedPayload(Mapping[str, Any]):
 
     ``policy`` is the :class:`PinPolicy` it describes (with the document's
     ``version``); ``rotated_keys`` is the new key set when the document rotates keys.
+    The mapping (``data``) is decoded again from ``payload`` on first use: the policy
+    is what a client keeps, not tens of thousands of JSON objects it never reads.
     """
 
-    data: Mapping[str, Any]
     payload: bytes
     version: int
     issued_at: datetime
@@ -202,6 +203,14 @@ class VerifiedPayload(Mapping[str, Any]):
     policy: PinPolicy
     rotated_keys: KeySet | None
     signed_by: frozenset[str]
+    _decoded: list[Mapping[str, Any]] = attrs.field(factory=list, init=False, repr=False)
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The payload's JSON object (verified; decoded on first use)."""
+        if not self._decoded:
+            self._decoded.append(loads_strict(self.payload, "payload"))
+        return self._decoded[0]
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -276,13 +285,14 @@ def _collector_paused(size: int) -> Iterator[None]:
         gc.enable()
 
 
-def parse_payload(payload: bytes) -> tuple[Mapping[str, Any], dict[str, Any]]:
-    """Parse and check the payload's fields; returns the raw mapping and parsed values."""
+def parse_payload(payload: bytes) -> dict[str, Any]:
+    """Parse and check the payload's fields; returns the parsed values (the JSON objects
+    are dropped before the collector resumes: only the policy outlives the parse)."""
     with _collector_paused(len(payload)):
         return _parse_payload(payload)
 
 
-def _parse_payload(payload: bytes) -> tuple[Mapping[str, Any], dict[str, Any]]:
+def _parse_payload(payload: bytes) -> dict[str, Any]:
     doc = loads_strict(payload, "payload")
     if not isinstance(doc, dict):
         raise EnvelopeFormatError("payload must be a JSON object")
@@ -323,7 +333,7 @@ def _parse_payload(payload: bytes) -> tuple[Mapping[str, Any], dict[str, Any]]:
     except PinConfigError as exc:
         raise EnvelopeFormatError(f"payload pins are invalid: {exc}") from None
     keys = _parse_keys(doc["keys"]) if doc.get("keys") is not None else None
-    parsed = {
+    return {
         "version": version,
         "issued_at": issued_at,
         "expires": expires,
@@ -331,7 +341,6 @@ def _parse_payload(payload: bytes) -> tuple[Mapping[str, Any], dict[str, Any]]:
         "policy": policy,
         "rotated_keys": keys,
     }
-    return doc, parsed
 
 
 def as_keyset(
@@ -368,7 +377,7 @@ def verify_envelope(
     keys = as_keyset(trusted_keys, threshold)
     envelope = parse_envelope(data)
     valid = _require_threshold(envelope, keys, "current")
-    doc, parsed = parse_payload(envelope.payload)
+    parsed = parse_payload(envelope.payload)
     new_keys: KeySet | None = parsed["rotated_keys"]
     if new_keys is not None:
         valid |= _require_threshold(envelope, new_keys, "new")
@@ -384,7 +393,7 @@ def verify_envelope(
                 f"document version {parsed['version']} claims to be issued in the future "
                 f"({parsed['issued_at'].isoformat()})"
             )
-    return VerifiedPayload(data=doc, payload=envelope.payload, signed_by=valid, **parsed)
+    return VerifiedPayload(payload=envelope.payload, signed_by=valid, **parsed)
 
 
 def sign_envelope(

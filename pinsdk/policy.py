@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -192,30 +193,60 @@ if (
     raise ImportError("pinsdk.policy: the bulk builder's field lists are out of date")
 
 
-def domains_from_dicts(entries: Iterable[Any], *, max_pins: int | None = None) -> list[DomainPins]:
-    """:meth:`DomainPins.from_dict` for a whole list, with a bulk path for common entries.
+# A common entry as validated by the bulk path, before it is an object:
+# (host or pattern, shared pin set, include_subdomains, mode).
+class _Rows(NamedTuple):
+    """Common entries not yet built, as columns (a few lists rather than a tuple per
+    entry: fewer objects to allocate, and for the garbage collector to visit). Entries
+    that are objects already hold ``None`` here."""
+
+    hosts: list[str | None]
+    pins: list[frozenset[str] | None]
+    subs: list[bool]
+    modes: list[Mode]
+
+
+class _Parts(NamedTuple):
+    """What a policy is made of: entries (``None`` where a row waits to be realised),
+    rows, the index buckets, and whether some entry expires."""
+
+    entries: list[DomainPins | None]
+    rows: _Rows | None
+    buckets: _Indexes
+    expiring: bool
+
+
+def _parse_entries(entries: Iterable[Any], max_pins: int | None, require_backup: bool) -> _Parts:
+    """Validate and index a list of entry dicts in one pass.
 
     An entry of the usual shape (a canonical ASCII host or pattern, pins validated
-    before, no expiry or report_uri) is built without the general parser: all such
-    hosts are validated by one regular expression over the joined list. Documents of
-    thousands of domains would otherwise spend most of their time in per-entry parsing.
-    Anything else takes the general path, which validates it and names what is wrong.
-    Both paths build equal values (a property test checks it). ``max_pins`` bounds the
-    length of each entry's pin list (a resource limit for untrusted documents).
+    before, no expiry or report_uri) skips the general parser and stays a row: all such
+    hosts are validated by one regular expression over the joined list, and the
+    :class:`DomainPins` is built when a lookup first needs it. Documents of thousands of
+    domains would otherwise spend most of their time in per-entry parsing and object
+    construction. Anything else takes the general path, which validates it and names
+    what is wrong. Both paths give equal values (a property test checks it).
+    ``max_pins`` bounds each pin list (a resource limit for untrusted documents).
     """
-    out: list[DomainPins] = []
-    append = out.append
-    built: list[int] = []  # where the bulk path built an entry, whose host is checked below
+    objects: list[DomainPins | None] = []
+    rows = _Rows([], [], [], [])
+    row_hosts, row_pins, row_subs, row_modes = rows
     hosts: list[str] = []
-    keys, modes, known_sets = _DOMAIN_KEYS, _MODES, known_pin_sets()
-    new = object.__new__
-    kind_, base_, text_ = (getattr(HostPattern, f).__set__ for f in _PATTERN_FIELDS)
-    pattern_, pins_, sub_, mode_, expires_, uri_, at_ = (
-        getattr(DomainPins, f).__set__ for f in _DOMAIN_FIELDS
+    single: list[int] = []  # enforced with one pin: warned about once all is valid
+    exact: _Index = {}
+    child: _Index = {}
+    under: _Index = {}
+    exact_kind, one_kind, any_kind = (
+        PatternKind.EXACT,
+        PatternKind.ONE_LABEL,
+        PatternKind.ANY_LABELS,
     )
-    exact, one, anylabels = PatternKind.EXACT, PatternKind.ONE_LABEL, PatternKind.ANY_LABELS
+    keys, modes, known_sets = _DOMAIN_KEYS, _MODES, known_pin_sets()
     items = entries if isinstance(entries, list) else list(entries)
-    for data in items:
+    limit = sys.maxsize if max_pins is None else max_pins
+    expiring = False
+    for i, data in enumerate(items):
+        entry: DomainPins | None = None
         if type(data) is dict and data.keys() <= keys:
             get = data.get
             host, pins = get("host"), get("pins")
@@ -232,84 +263,167 @@ def domains_from_dicts(entries: Iterable[Any], *, max_pins: int | None = None) -
                     pin_set = known_sets.get(frozenset(pins))
                 except TypeError:  # an unhashable pin: the general path says so
                     pin_set = None
-                if max_pins is not None and len(pins) > max_pins:
-                    raise PinConfigError(
-                        f"domain {host!r} has {len(pins)} pins; at most {max_pins}"
-                    )
+                if len(pins) > limit:
+                    raise PinConfigError(f"domain {host!r} has {len(pins)} pins; at most {limit}")
                 if pin_set:
-                    # Built at once, as if the host were canonical; the check after the
-                    # loop replaces the whole lot through the general path if not.
-                    pattern = new(HostPattern)
-                    if host.startswith("**."):
-                        kind_(pattern, anylabels)
-                        base_(pattern, host[3:])
-                    elif host.startswith("*."):
-                        kind_(pattern, one)
-                        base_(pattern, host[2:])
-                    else:
-                        kind_(pattern, exact)
-                        base_(pattern, host)
-                    text_(pattern, host)
-                    entry = new(DomainPins)
-                    pattern_(entry, pattern)
-                    pins_(entry, pin_set)
-                    sub_(entry, sub)
-                    mode_(entry, mode)
-                    expires_(entry, None)
-                    uri_(entry, None)
-                    at_(entry, None)
-                    built.append(len(out))
+                    objects.append(None)
+                    row_hosts.append(host)
+                    row_pins.append(pin_set)
+                    row_subs.append(sub)
+                    row_modes.append(mode)
                     hosts.append(host)
-                    append(entry)
+                    if mode == "enforce" and len(pin_set) < 2:
+                        single.append(i)
+                    # The pattern as if canonical; the check after the loop redoes
+                    # everything through the general path if it is not.
+                    if host[:1] != "*":
+                        kind, base = exact_kind, host
+                    elif host[:3] == "**.":
+                        kind, base = any_kind, host[3:]
+                    else:
+                        kind, base = one_kind, host[2:]
+                    _place(exact, child, under, kind, base, sub, i)
                     continue
-        if max_pins is not None and isinstance(data, Mapping):
+        if isinstance(data, Mapping):
             pins = data.get("pins")
-            if isinstance(pins, list) and len(pins) > max_pins:
+            if isinstance(pins, list) and len(pins) > limit:
                 raise PinConfigError(
-                    f"domain {data.get('host')!r} has {len(pins)} pins; at most {max_pins}"
+                    f"domain {data.get('host')!r} has {len(pins)} pins; at most {limit}"
                 )
-        append(DomainPins.from_dict(data))
+        entry = DomainPins.from_dict(data)
+        objects.append(entry)
+        row_hosts.append(None)
+        row_pins.append(None)
+        row_subs.append(False)
+        row_modes.append("enforce")
+        if entry.expires_at is not None:
+            expiring = True
+        if entry.mode == "enforce" and len(entry.pins) < 2:
+            single.append(i)
+        pattern = entry.pattern
+        _place(exact, child, under, pattern.kind, pattern.base, entry.include_subdomains, i)
     # A canonical name of this shape ends in a letter: no address, so every option is
     # valid for it. Any other host (to normalise, or wrong) takes the general path.
     if hosts and not (max(map(len, hosts)) <= 253 and all_common_patterns(hosts)):
-        for index in built:
-            out[index] = DomainPins.from_dict(items[index])
-    return out
+        every = tuple(
+            DomainPins.from_dict(items[i]) if entry is None else entry
+            for i, entry in enumerate(objects)
+        )
+        index, expiring = _build_index(every, require_backup)
+        return _Parts(list(every), None, index, expiring)
+    for i in single:
+        entry = objects[i]
+        _no_backup(entry if entry is not None else _realise(rows, i), require_backup)
+    under_dots = frozenset(key.count(".") for key in under)
+    return _Parts(objects, rows, (exact, child, under, under_dots), expiring)
 
 
-_Index = dict[str, tuple[DomainPins, ...]]
+def _place(
+    exact: _Index,
+    child: _Index,
+    under: _Index,
+    kind: PatternKind,
+    base: str,
+    sub: bool,
+    value: object,
+) -> None:
+    """Add ``value`` to the buckets an entry belongs to (tuples keep entries in order)."""
+    if kind is PatternKind.EXACT or kind is PatternKind.ANY_LABELS:
+        known = exact.get(base)
+        exact[base] = (value,) if known is None else (*known, value)
+        if kind is PatternKind.ANY_LABELS or sub:
+            known = under.get(base)
+            under[base] = (value,) if known is None else (*known, value)
+    elif sub:
+        known = under.get(base)
+        under[base] = (value,) if known is None else (*known, value)
+    else:
+        known = child.get(base)
+        child[base] = (value,) if known is None else (*known, value)
+
+
+def _realise(rows: _Rows | None, i: int) -> DomainPins:
+    """The DomainPins of row ``i``, built by filling the slots directly (attrs' generated
+    __init__ costs several times more, and the row is valid already)."""
+    assert rows is not None
+    host, pin_set, sub, mode = rows.hosts[i], rows.pins[i], rows.subs[i], rows.modes[i]
+    assert host is not None
+    pattern = _new(HostPattern)
+    if host[:1] != "*":
+        _set_kind(pattern, PatternKind.EXACT)
+        _set_base(pattern, host)
+    elif host[:3] == "**.":
+        _set_kind(pattern, PatternKind.ANY_LABELS)
+        _set_base(pattern, host[3:])
+    else:
+        _set_kind(pattern, PatternKind.ONE_LABEL)
+        _set_base(pattern, host[2:])
+    _set_text(pattern, host)
+    entry = _new(DomainPins)
+    _set_pattern(entry, pattern)
+    _set_pins(entry, pin_set)
+    _set_sub(entry, sub)
+    _set_mode(entry, mode)
+    _set_expires(entry, None)
+    _set_uri(entry, None)
+    _set_at(entry, None)
+    return entry
+
+
+_new = object.__new__
+_set_kind, _set_base, _set_text = (getattr(HostPattern, f).__set__ for f in _PATTERN_FIELDS)
+_set_pattern, _set_pins, _set_sub, _set_mode, _set_expires, _set_uri, _set_at = (
+    getattr(DomainPins, f).__set__ for f in _DOMAIN_FIELDS
+)
+
+
+# Buckets hold DomainPins, or entry numbers (ints) not yet realised: see PinPolicy.
+_Index = dict[str, tuple[Any, ...]]
 _Indexes = tuple[_Index, _Index, _Index, frozenset[int]]
 
 
-def _build_index(domains: tuple[DomainPins, ...]) -> _Indexes:
-    """Index domains by the name a host must equal, be the parent of, or be under."""
+def _build_index(domains: tuple[DomainPins, ...], require_backup: bool) -> tuple[_Indexes, bool]:
+    """Index domains by the name a host must equal, be the parent of, or be under; check
+    each entry on the way (one pass). Also returns whether some entry expires."""
     exact: _Index = {}
     child: _Index = {}  # host's immediate parent is the key
     under: _Index = {}  # host is strictly below the key
-    # Tuples grown in place of lists: nearly every key holds one entry, so this saves a
-    # list per entry and a pass to freeze them. Entries keep their order within a key.
-    exact_get, child_get, under_get = exact.get, child.get, under.get
-    exact_kind, any_kind = PatternKind.EXACT, PatternKind.ANY_LABELS
+    expiring = False
     for d in domains:
-        pattern = d.pattern
-        base, kind = pattern.base, pattern.kind
-        if kind is exact_kind or kind is any_kind:
-            known = exact_get(base)
-            exact[base] = (d,) if known is None else (*known, d)
-            if kind is any_kind or d.include_subdomains:
-                known = under_get(base)
-                under[base] = (d,) if known is None else (*known, d)
-        elif d.include_subdomains:
-            known = under_get(base)
-            under[base] = (d,) if known is None else (*known, d)
-        else:
-            known = child_get(base)
-            child[base] = (d,) if known is None else (*known, d)
+        if type(d) is not DomainPins and not isinstance(d, DomainPins):
+            raise PinConfigError(f"domains must hold DomainPins, not {d!r}")
+        if d.expires_at is not None:
+            expiring = True
+        if d.mode == "enforce" and len(d.pins) < 2:
+            _no_backup(d, require_backup)
+        _place(exact, child, under, d.pattern.kind, d.pattern.base, d.include_subdomains, d)
     under_dots = frozenset(key.count(".") for key in under)
-    return exact, child, under, under_dots
+    return (exact, child, under, under_dots), expiring
 
 
-@attrs.frozen(init=False)
+def _check_policy_fields(
+    version: object, require_backup: object, deny: Iterable[str], report_uri: object
+) -> tuple[frozenset[str], str | None]:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise PinConfigError(f"version must be a non-negative integer, not {version!r}")
+    if not isinstance(require_backup, bool):
+        raise PinConfigError(f"require_backup must be true or false, not {require_backup!r}")
+    deny_set = parse_pins(deny, what="deny")
+    return deny_set, check_report_uri(report_uri, what="report_uri")
+
+
+def _no_backup(entry: DomainPins, require_backup: bool) -> None:
+    message = (
+        f"{entry.host!r} is enforced with a single pin and no backup: when that key "
+        "is rotated or lost, every client is locked out. Add the pin of a backup key "
+        "kept offline (or of the issuing CA)."
+    )
+    if require_backup:
+        raise PinConfigError(message)
+    logger.warning(message)
+
+
+@attrs.frozen(init=False, eq=False, repr=False)
 class PinPolicy:
     """An immutable set of pinned domains plus a deny list. Equal by value.
 
@@ -317,15 +431,22 @@ class PinPolicy:
     another certificate of the chain matches a pin. ``version`` is the policy's
     version (dynamic documents carry theirs). With ``require_backup=True`` every
     enforced domain must have at least two pins.
+
+    A policy read with :meth:`from_dict` (every signed document) validates all its
+    entries at once but builds the :class:`DomainPins` object of a common entry only
+    when a lookup, or ``domains``, first needs it: a document of 10,000 domains is in
+    force sooner, and the values are the same.
     """
 
-    domains: tuple[DomainPins, ...]
+    _entries: list[DomainPins | None] = attrs.field(repr=False)
+    _rows: _Rows | None = attrs.field(repr=False)
     deny: frozenset[str]
     version: int
     require_backup: bool
     report_uri: str | None
-    _index: _Indexes = attrs.field(eq=False, repr=False)
-    _expiring: bool = attrs.field(eq=False, repr=False)
+    _index: _Indexes = attrs.field(repr=False)
+    _expiring: bool = attrs.field(repr=False)
+    _domains: list[tuple[DomainPins, ...]] = attrs.field(repr=False)
 
     def __init__(
         self,
@@ -339,35 +460,87 @@ class PinPolicy:
         if isinstance(domains, (str, bytes, Mapping)):
             raise PinConfigError("domains must be a list of DomainPins")
         entries = tuple(domains)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise PinConfigError(f"version must be a non-negative integer, not {version!r}")
-        if not isinstance(require_backup, bool):
-            raise PinConfigError(f"require_backup must be true or false, not {require_backup!r}")
-        deny_set = parse_pins(deny, what="deny")
-        expiring = False
-        for entry in entries:  # one pass: documents carry thousands of entries
-            if type(entry) is not DomainPins and not isinstance(entry, DomainPins):
-                raise PinConfigError(f"domains must hold DomainPins, not {entry!r}")
-            if entry.expires_at is not None:
-                expiring = True
-            if entry.mode != "enforce" or len(entry.pins) >= 2:
-                continue
-            message = (
-                f"{entry.host!r} is enforced with a single pin and no backup: when that key "
-                "is rotated or lost, every client is locked out. Add the pin of a backup key "
-                "kept offline (or of the issuing CA)."
-            )
-            if require_backup:
-                raise PinConfigError(message)
-            logger.warning(message)
+        deny_set, uri = _check_policy_fields(version, require_backup, deny, report_uri)
+        index, expiring = _build_index(entries, require_backup)
         self.__attrs_init__(
-            entries,
+            list(entries),
+            None,
             deny_set,
             version,
             require_backup,
-            check_report_uri(report_uri, what="report_uri"),
-            _build_index(entries),
+            uri,
+            index,
             expiring,
+            [entries],
+        )
+
+    @classmethod
+    def _from_parts(
+        cls,
+        parts: _Parts,
+        *,
+        deny: Iterable[str],
+        version: int,
+        require_backup: bool,
+        report_uri: str | None,
+    ) -> PinPolicy:
+        deny_set, uri = _check_policy_fields(version, require_backup, deny, report_uri)
+        policy = cls.__new__(cls)
+        policy.__attrs_init__(
+            parts.entries,
+            parts.rows,
+            deny_set,
+            version,
+            require_backup,
+            uri,
+            parts.buckets,
+            parts.expiring,
+            [],
+        )
+        return policy
+
+    @property
+    def domains(self) -> tuple[DomainPins, ...]:
+        """Every entry, in the order given."""
+        cache = self._domains
+        if not cache:
+            entries, rows = self._entries, self._rows
+            for i, entry in enumerate(entries):
+                if entry is None:
+                    entries[i] = _realise(rows, i)
+            cache.append(tuple(entries))  # type: ignore[arg-type]
+        return cache[0]
+
+    def _realise_bucket(
+        self, index: _Index, key: str, numbers: tuple[int, ...]
+    ) -> tuple[DomainPins, ...]:
+        entries, rows = self._entries, self._rows
+        bucket = []
+        for i in numbers:
+            entry = entries[i]
+            if entry is None:  # each entry is built once, whichever bucket needs it first
+                entry = entries[i] = _realise(rows, i)
+            bucket.append(entry)
+        realised = tuple(bucket)
+        index[key] = realised  # one assignment: readers see numbers or objects, both valid
+        return realised
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, PinPolicy)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.domains, self.deny, self.version, self.require_backup, self.report_uri)
+
+    def __repr__(self) -> str:
+        return (
+            f"PinPolicy(domains={self.domains!r}, deny={self.deny!r}, version={self.version!r}, "
+            f"require_backup={self.require_backup!r}, report_uri={self.report_uri!r})"
         )
 
     @property
@@ -386,19 +559,27 @@ class PinPolicy:
 
     def _lookup(self, host: str, now: float | None) -> tuple[DomainPins, ...]:
         exact, child, under, under_dots = self._index
-        found: tuple[DomainPins, ...] = exact.get(host, ())
+        # A bucket of a document's policy holds entry numbers until first needed.
+        found: tuple[Any, ...] = exact.get(host, ())
+        if found and type(found[0]) is int:
+            found = self._realise_bucket(exact, host, found)
         parent = host.partition(".")[2]
         if parent:
             more = child.get(parent)
             if more:
+                if type(more[0]) is int:
+                    more = self._realise_bucket(child, parent, more)
                 found += more
             if under_dots:
                 # Probe only the suffixes as deep as some indexed base: one per depth.
                 total = host.count(".")
                 for dots in under_dots:
                     if dots < total:
-                        more = under.get(host.split(".", total - dots)[-1])
+                        base = host.split(".", total - dots)[-1]
+                        more = under.get(base)
                         if more:
+                            if type(more[0]) is int:
+                                more = self._realise_bucket(under, base, more)
                             found += more
         if found and self._expiring:
             at = time.time() if now is None else now
@@ -443,11 +624,12 @@ class PinPolicy:
         deny = data.get("deny", [])
         if not isinstance(deny, list):
             raise PinConfigError(f"'deny' must be a list, not {deny!r}")
-        return cls(
-            domains_from_dicts(domains, max_pins=max_pins_per_domain),
+        require_backup = data.get("require_backup", False)
+        return cls._from_parts(
+            _parse_entries(domains, max_pins_per_domain, require_backup is True),
             deny=deny,
             version=data.get("version", 0),
-            require_backup=data.get("require_backup", False),
+            require_backup=require_backup,
             report_uri=data.get("report_uri"),
         )
 

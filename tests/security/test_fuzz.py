@@ -21,7 +21,6 @@ import pinsdk
 from pinsdk.envelope import PAYLOAD_TYPE, pae, parse_envelope
 from pinsdk.hosts import HostPattern, normalize_host
 from pinsdk.pins import parse_pin, pin_of_der, spki_der_of
-from pinsdk.policy import domains_from_dicts
 
 from ..signing import ed25519_key
 
@@ -143,37 +142,58 @@ canonical_hosts = st.tuples(
 ).map("".join)
 
 
-@given(
-    st.lists(
-        st.fixed_dictionaries(
-            {
-                "host": canonical_hosts | canonical_hosts | hosts_of_every_shape,
-                "pins": st.sampled_from([[A, B], [B, A], [A, B, A], [A], ["sha256/x"], [3], []]),
-            },
-            optional={
-                "include_subdomains": st.sampled_from([True, False, False, 1]),
-                "mode": st.sampled_from(["enforce", "report", "enforce", "x"]),
-                "expires": st.sampled_from([None, None, "2030-01-01T00:00:00Z"]),
-                "report_uri": st.sampled_from([None, None, "https://r.example/x"]),
-            },
-        ),
-        max_size=4,
-    )
+common_entries = st.fixed_dictionaries(
+    {"host": canonical_hosts, "pins": st.sampled_from([[A, B], [B, A], [A, B, A]])},
+    optional={
+        "include_subdomains": st.booleans(),
+        "mode": st.sampled_from(["enforce", "report"]),
+    },
 )
+odd_entries = st.fixed_dictionaries(
+    {
+        "host": hosts_of_every_shape,
+        "pins": st.sampled_from([[A, B], [A], ["sha256/x"], [3], []]),
+    },
+    optional={
+        "include_subdomains": st.sampled_from([True, False, 1, None]),
+        "mode": st.sampled_from(["enforce", "report", "x"]),
+        "expires": st.sampled_from([None, "2030-01-01T00:00:00Z"]),
+        "report_uri": st.sampled_from([None, "https://r.example/x"]),
+    },
+)
+
+
+@given(st.lists(common_entries | common_entries | common_entries | odd_entries, max_size=6))
 def test_bulk_domain_path_builds_what_the_general_path_builds(
     entries: list[dict[str, Any]],
 ) -> None:
     """The fast path for large documents agrees with DomainPins.from_dict, entry by entry:
-    the same values (every field), or a refusal where the general path refuses."""
+    the same values (every field) and the same lookups, or a refusal where the general
+    path refuses. Lookups run first, so entries are realised bucket by bucket."""
     pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [A, B])])  # A and B are known pins
     general = _outcome(lambda: [pinsdk.DomainPins.from_dict(e) for e in entries])
-    bulk = _outcome(lambda: domains_from_dicts(entries))
+    bulk = _outcome(lambda: pinsdk.PinPolicy.from_dict({"domains": entries}))
     assert bulk[0] == general[0]
-    if bulk[0] == "built":
-        assert bulk[1] == general[1]
-        for fast, slow in zip(bulk[1], general[1], strict=True):
-            assert attrs.astuple(fast, recurse=False) == attrs.astuple(slow, recurse=False)
-            assert attrs.astuple(fast.pattern) == attrs.astuple(slow.pattern)
+    if bulk[0] != "built":
+        return
+    lazy, eager = bulk[1], pinsdk.PinPolicy(general[1])
+    probes = {p for d in general[1] for p in _probes(d.pattern.base)}
+    for host in sorted(probes):
+        assert lazy.lookup(host) == eager.lookup(host), host
+    _assert_same_entries(lazy.domains, general[1])
+    assert lazy == eager
+    assert hash(lazy) == hash(eager)
+
+
+def _probes(base: str) -> list[str]:
+    return [base, "x." + base, "x.y." + base, base.partition(".")[2] or base]
+
+
+def _assert_same_entries(built: Any, expected: Any) -> None:
+    assert len(built) == len(expected)
+    for fast, slow in zip(built, expected, strict=True):
+        assert attrs.astuple(fast, recurse=False) == attrs.astuple(slow, recurse=False)
+        assert attrs.astuple(fast.pattern) == attrs.astuple(slow.pattern)
 
 
 @given(st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
@@ -240,11 +260,13 @@ def test_bulk_domain_path_on_a_document_of_every_common_shape() -> None:
             for m in ("enforce", "report")
         )
     ]
-    bulk = domains_from_dicts(entries)
     general = [pinsdk.DomainPins.from_dict(e) for e in entries]
-    assert bulk == general
-    for fast, slow in zip(bulk, general, strict=True):
-        assert attrs.astuple(fast, recurse=False) == attrs.astuple(slow, recurse=False)
-        assert attrs.astuple(fast.pattern) == attrs.astuple(slow.pattern)
-    policy = pinsdk.PinPolicy(bulk)
-    assert policy.pins_for("a.h5.example") == frozenset({A, B})  # *. with include_subdomains
+    lazy = pinsdk.PinPolicy.from_dict({"domains": entries})
+    assert lazy.pins_for("a.h5.example") == frozenset({A, B})  # *. with include_subdomains
+    assert lazy.lookup("x.h0.example") == (lazy.domains[0],)  # exact, include_subdomains
+    assert lazy.lookup("x.y.h4.example") == (lazy.domains[4],)  # *., include_subdomains
+    assert lazy.lookup("x.y.h6.example") == ()  # *. without it: exactly one more label
+    assert lazy.lookup("h8.example")[0] is lazy.domains[8]  # one object per entry
+    _assert_same_entries(lazy.domains, general)
+    assert lazy == pinsdk.PinPolicy(general)
+    assert pinsdk.PinPolicy.from_dict(lazy.to_dict()) == lazy
