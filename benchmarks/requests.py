@@ -32,15 +32,22 @@ async def _timed(client: httpx.AsyncClient, url: str) -> float:
 
 
 async def ab_run(
-    info: dict[str, Any], *, http2: bool, fresh: bool, n: int, warmup: int
+    info: dict[str, Any], *, http2: bool, fresh: bool, n: int, warmup: int, aa: bool = False
 ) -> tuple[Comparison, list[float], list[float], dict[str, int]]:
-    """``fresh``: every request on a new TLS connection; else one kept-alive connection."""
+    """``fresh``: every request on a new TLS connection; else one kept-alive connection.
+
+    ``aa``: an A/A run, a second plain client in pinsdk's place, to show the method
+    itself finds no difference between identical clients."""
     limits = httpx.Limits(max_keepalive_connections=0) if fresh else httpx.Limits()
     port = info["h2"] if http2 else info["h1"]
     url = f"https://127.0.0.1:{port}/"
     policy = pinsdk.PinPolicy([pinsdk.DomainPins("127.0.0.1", info["pins"])])
     plain = httpx.AsyncClient(verify=_trust(info), http2=http2, limits=limits)
-    pinned = pinsdk.AsyncClient(pins=policy, verify=_trust(info), http2=http2, limits=limits)
+    pinned: httpx.AsyncClient = (
+        httpx.AsyncClient(verify=_trust(info), http2=http2, limits=limits)
+        if aa
+        else pinsdk.AsyncClient(pins=policy, verify=_trust(info), http2=http2, limits=limits)
+    )
     async with plain, pinned:
         for _ in range(warmup):  # discarded
             await _timed(plain, url)
@@ -64,5 +71,5 @@ async def ab_run(
                     a.append(await _timed(plain, url))
         finally:
             gc.enable()
-        stats = pinned.stats()
+        stats = pinned.stats() if isinstance(pinned, pinsdk.AsyncClient) else {}
     return compare(a, b), a, b, stats

@@ -228,25 +228,20 @@ def _parse_entries(entries: Iterable[Any], max_pins: int | None, require_backup:
     what is wrong. Both paths give equal values (a property test checks it).
     ``max_pins`` bounds each pin list (a resource limit for untrusted documents).
     """
-    objects: list[DomainPins | None] = []
+    items = entries if isinstance(entries, list) else list(entries)
+    objects: list[DomainPins | None] = [None] * len(items)
     rows = _Rows([], [], [], [])
     row_hosts, row_pins, row_subs, row_modes = rows
-    hosts: list[str] = []
+    general = False  # whether some entry took the general path
     single: list[int] = []  # enforced with one pin: warned about once all is valid
     exact: _Index = {}
     child: _Index = {}
     under: _Index = {}
-    exact_kind, one_kind, any_kind = (
-        PatternKind.EXACT,
-        PatternKind.ONE_LABEL,
-        PatternKind.ANY_LABELS,
-    )
     keys, modes, known_sets = _DOMAIN_KEYS, _MODES, known_pin_sets()
-    items = entries if isinstance(entries, list) else list(entries)
+    exact_get, child_get, under_get = exact.get, child.get, under.get
     limit = sys.maxsize if max_pins is None else max_pins
     expiring = False
     for i, data in enumerate(items):
-        entry: DomainPins | None = None
         if type(data) is dict and data.keys() <= keys:
             get = data.get
             host, pins = get("host"), get("pins")
@@ -266,23 +261,35 @@ def _parse_entries(entries: Iterable[Any], max_pins: int | None, require_backup:
                 if len(pins) > limit:
                     raise PinConfigError(f"domain {host!r} has {len(pins)} pins; at most {limit}")
                 if pin_set:
-                    objects.append(None)
                     row_hosts.append(host)
                     row_pins.append(pin_set)
                     row_subs.append(sub)
                     row_modes.append(mode)
-                    hosts.append(host)
                     if mode == "enforce" and len(pin_set) < 2:
                         single.append(i)
-                    # The pattern as if canonical; the check after the loop redoes
-                    # everything through the general path if it is not.
-                    if host[:1] != "*":
-                        kind, base = exact_kind, host
+                    # Placed as _place would, with the pattern read as if canonical (the
+                    # check after the loop redoes everything if it is not); inline, since
+                    # this runs once per entry of a large document.
+                    if host[:1] != "*":  # exact
+                        known = exact_get(host)
+                        exact[host] = (i,) if known is None else (*known, i)
+                        if sub:
+                            known = under_get(host)
+                            under[host] = (i,) if known is None else (*known, i)
                     elif host[:3] == "**.":
-                        kind, base = any_kind, host[3:]
+                        base = host[3:]
+                        known = exact_get(base)
+                        exact[base] = (i,) if known is None else (*known, i)
+                        known = under_get(base)
+                        under[base] = (i,) if known is None else (*known, i)
+                    elif sub:  # "*." with include_subdomains
+                        base = host[2:]
+                        known = under_get(base)
+                        under[base] = (i,) if known is None else (*known, i)
                     else:
-                        kind, base = one_kind, host[2:]
-                    _place(exact, child, under, kind, base, sub, i)
+                        base = host[2:]
+                        known = child_get(base)
+                        child[base] = (i,) if known is None else (*known, i)
                     continue
         if isinstance(data, Mapping):
             pins = data.get("pins")
@@ -291,7 +298,8 @@ def _parse_entries(entries: Iterable[Any], max_pins: int | None, require_backup:
                     f"domain {data.get('host')!r} has {len(pins)} pins; at most {limit}"
                 )
         entry = DomainPins.from_dict(data)
-        objects.append(entry)
+        objects[i] = entry
+        general = True
         row_hosts.append(None)
         row_pins.append(None)
         row_subs.append(False)
@@ -304,16 +312,17 @@ def _parse_entries(entries: Iterable[Any], max_pins: int | None, require_backup:
         _place(exact, child, under, pattern.kind, pattern.base, entry.include_subdomains, i)
     # A canonical name of this shape ends in a letter: no address, so every option is
     # valid for it. Any other host (to normalise, or wrong) takes the general path.
+    hosts: list[Any] = [h for h in row_hosts if h is not None] if general else row_hosts
     if hosts and not (max(map(len, hosts)) <= 253 and all_common_patterns(hosts)):
         every = tuple(
-            DomainPins.from_dict(items[i]) if entry is None else entry
-            for i, entry in enumerate(objects)
+            DomainPins.from_dict(items[i]) if built is None else built
+            for i, built in enumerate(objects)
         )
         index, expiring = _build_index(every, require_backup)
         return _Parts(list(every), None, index, expiring)
     for i in single:
-        entry = objects[i]
-        _no_backup(entry if entry is not None else _realise(rows, i), require_backup)
+        built = objects[i]
+        _no_backup(built if built is not None else _realise(rows, i), require_backup)
     under_dots = frozenset(key.count(".") for key in under)
     return _Parts(objects, rows, (exact, child, under, under_dots), expiring)
 

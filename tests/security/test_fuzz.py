@@ -163,13 +163,19 @@ odd_entries = st.fixed_dictionaries(
 )
 
 
-@given(st.lists(common_entries | common_entries | common_entries | odd_entries, max_size=6))
+@given(
+    st.lists(common_entries, max_size=6),
+    st.none() | st.none() | odd_entries,
+    st.integers(min_value=0, max_value=6),
+)
 def test_bulk_domain_path_builds_what_the_general_path_builds(
-    entries: list[dict[str, Any]],
+    entries: list[dict[str, Any]], odd: dict[str, Any] | None, where: int
 ) -> None:
     """The fast path for large documents agrees with DomainPins.from_dict, entry by entry:
     the same values (every field) and the same lookups, or a refusal where the general
     path refuses. Lookups run first, so entries are realised bucket by bucket."""
+    if odd is not None:  # now and then one entry of another shape, or a wrong one
+        entries.insert(where, odd)
     pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [A, B])])  # A and B are known pins
     general = _outcome(lambda: [pinsdk.DomainPins.from_dict(e) for e in entries])
     bulk = _outcome(lambda: pinsdk.PinPolicy.from_dict({"domains": entries}))
