@@ -255,7 +255,8 @@ class PinCheck:
             list(verdict.served_pins),
             sorted(verdict.expected_pins),
         )
-        self.unclaimed.append((weakref.ref(obj), failure))
+        if not self.quiet:  # someone will claim it (quiet: it is logged and counted only)
+            self.unclaimed.append((weakref.ref(obj), failure))
 
     def claim(self, obj: object) -> tuple[list[PinFailure], list[PinFailure]]:
         """Take the report-mode failures seen on the TLS object ``obj``, and those whose

@@ -137,6 +137,22 @@ async def test_report_mode_failures_are_claimed_by_their_own_request(
     assert [(e.port, e.mode) for e in events] == [(first.port, "report"), (second.port, "report")]
 
 
+async def test_report_mode_failures_nobody_listens_to_are_not_kept(
+    serve: Callable[..., LoopbackTLSServer],
+    rogue_cert: trustme.LeafCert,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+) -> None:
+    server = serve(rogue_cert)
+    reporting = policy(pins["root"], BACKUP, mode="report")
+    async with pinsdk.AsyncClient(pins=reporting, verify=device_trust()) as client:
+        assert (await client.get(server.url())).status_code == 200
+        check = client._transport._check  # type: ignore[attr-defined]
+        assert check.quiet
+        assert not check.unclaimed
+        assert client.stats()["pin_failures_reported"] == 1
+
+
 def test_claim_takes_its_own_and_orphaned_failures_only() -> None:
     check = sslhook.PinCheck(policy(BACKUP, OTHER))
 
