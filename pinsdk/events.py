@@ -21,7 +21,8 @@ class PinFailure:
     """One pin failure on a connection, as given to ``on_pin_failure`` callbacks.
 
     ``mode`` is ``"enforce"`` (the connection was refused) or ``"report"`` (it went on).
-    ``port`` is ``None`` when the failure was seen outside a pinsdk transport.
+    ``port`` is ``None`` when the failure was seen outside a pinsdk transport, or (report
+    mode) when the request that opened the connection ended before it could claim it.
     """
 
     host: str
