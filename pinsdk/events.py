@@ -164,6 +164,7 @@ class Stats:
     """Plain counters; a snapshot is taken with :meth:`as_dict`."""
 
     def __init__(self) -> None:
+        # handshakes_checked keeps its place here but stays 0: as_dict derives it.
         self.counts: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
 
     def add(self, key: str, n: int = 1) -> None:

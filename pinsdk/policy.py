@@ -322,7 +322,10 @@ def _parse_entries(entries: Iterable[Any], max_pins: int | None, require_backup:
         return _Parts(list(every), None, index, expiring)
     for i in single:
         built = objects[i]
-        _no_backup(built if built is not None else _realise(rows, i), require_backup)
+        # A row's host is its canonical pattern text, which is what DomainPins.host gives.
+        host = built.host if built is not None else row_hosts[i]
+        assert host is not None
+        _no_backup(host, require_backup)
     under_dots = frozenset(key.count(".") for key in under)
     return _Parts(objects, rows, (exact, child, under, under_dots), expiring)
 
@@ -404,7 +407,7 @@ def _build_index(domains: tuple[DomainPins, ...], require_backup: bool) -> tuple
         if d.expires_at is not None:
             expiring = True
         if d.mode == "enforce" and len(d.pins) < 2:
-            _no_backup(d, require_backup)
+            _no_backup(d.host, require_backup)
         _place(exact, child, under, d.pattern.kind, d.pattern.base, d.include_subdomains, d)
     under_dots = frozenset(key.count(".") for key in under)
     return (exact, child, under, under_dots), expiring
@@ -421,9 +424,9 @@ def _check_policy_fields(
     return deny_set, check_report_uri(report_uri, what="report_uri")
 
 
-def _no_backup(entry: DomainPins, require_backup: bool) -> None:
+def _no_backup(host: str, require_backup: bool) -> None:
     message = (
-        f"{entry.host!r} is enforced with a single pin and no backup: when that key "
+        f"{host!r} is enforced with a single pin and no backup: when that key "
         "is rotated or lost, every client is locked out. Add the pin of a backup key "
         "kept offline (or of the issuing CA)."
     )

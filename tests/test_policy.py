@@ -161,3 +161,14 @@ def test_policy_constructor_type_errors() -> None:
 def test_static_policy_is_its_own_source() -> None:
     policy = PinPolicy([DomainPins("a.com", [A, B])])
     assert policy.current is policy
+
+
+def test_single_pin_rule_holds_for_documents_too(caplog: pytest.LogCaptureFixture) -> None:
+    """The bulk path of from_dict (rows) warns and refuses like the constructor."""
+    PinPolicy([DomainPins("warm.example", [A])])  # A is a known pin: the bulk path
+    shape = {"domains": [{"host": "*.b.com", "pins": [A]}]}
+    with caplog.at_level(logging.WARNING, logger="pinsdk"):
+        PinPolicy.from_dict(shape)
+    assert "'*.b.com' is enforced with a single pin" in caplog.text
+    with pytest.raises(PinConfigError, match=r"'\*\.b\.com' is enforced with a single pin"):
+        PinPolicy.from_dict({**shape, "require_backup": True})
