@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/security/test_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/security/test_fuzz.py tests/security/test_der_property.py tests/security/test_host_spellings.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

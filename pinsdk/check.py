@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 import attrs
 from cryptography import x509
 
-from .pins import DEFAULT_CACHE, ChainPinCache
+from .errors import PinConfigError
+from .hosts import normalize_host
+from .pins import DEFAULT_CACHE, ChainPinCache, NotDERError
 from .policy import DomainPins, PinPolicy
 
 __all__ = ["Verdict", "describe_failure", "evaluate", "evaluate_pins"]
@@ -56,58 +58,86 @@ def evaluate_pins(
     now: float | None = None,
 ) -> Verdict | None:
     """:func:`evaluate` with the chain's pins supplied by ``served`` (called only when the
-    host is pinned or a deny list exists); an empty tuple means no verified chain."""
-    domains = policy.match_fast(server_hostname, now)
+    host is pinned or a deny list exists); an empty tuple means no verified chain, and
+    :class:`~pinsdk.pins.NotDERError` from it means a certificate has no pin.
+
+    Enforce-mode entries decide: the chain must hold a pin of one of them. Report-mode
+    entries never widen that; they are judged on their own and can only report. A
+    denied key refuses the connection whatever the entries say.
+    """
+    try:
+        host = normalize_host(server_hostname)
+    except PinConfigError as exc:  # which pins apply to a name we cannot read is unknown
+        return Verdict(
+            host=server_hostname,
+            enforced=True,
+            reason=str(exc),
+            served_pins=(),
+            expected_pins=frozenset(),
+            denied_pins=(),
+            policy_version=policy.version,
+        )
+    domains = policy.match_fast(host, now)
     deny = policy.deny
     if not domains and not deny:
         return None
-    host = server_hostname.lower().rstrip(".")
-    pins = served()
-    if not pins:
+    if len(domains) == 1:  # the common case: one entry, one mode
+        enforced: tuple[DomainPins, ...] = domains if domains[0].mode == "enforce" else ()
+    else:
+        enforced = tuple(d for d in domains if d.mode == "enforce")
+
+    def verdict(
+        reason: str, pins: tuple[str, ...], which: tuple[DomainPins, ...], refuse: bool = True
+    ) -> Verdict:
         return Verdict(
             host=host,
-            enforced=True,
-            reason="the TLS layer returned no verified chain (a resumed session?)",
-            served_pins=(),
-            expected_pins=frozenset().union(*(d.pins for d in domains)),
-            denied_pins=(),
+            enforced=refuse,
+            reason=reason,
+            served_pins=pins,
+            expected_pins=_union(which),
+            denied_pins=tuple(p for p in pins if p in deny),
             policy_version=policy.version,
-            domains=domains,
-            report_uri=policy.report_uri_for(domains),
+            domains=which,
+            report_uri=policy.report_uri_for(which),
         )
-    expected: frozenset[str] = (
-        domains[0].pins if len(domains) == 1 else frozenset().union(*(d.pins for d in domains))
-    )
-    if deny:
-        denied = tuple(p for p in pins if p in deny)
-        if denied:
-            return Verdict(
-                host=host,
-                enforced=True,
-                reason="the verified chain contains a denied key",
-                served_pins=pins,
-                expected_pins=expected,
-                denied_pins=denied,
-                policy_version=policy.version,
-                domains=domains,
-                report_uri=policy.report_uri_for(domains),
-            )
-    if not domains:
-        return None
-    for pin in pins:
-        if pin in expected:
+
+    try:
+        pins = served()
+    except NotDERError as exc:
+        # Fail closed: its key cannot be read the way OpenSSL reads it, so no pin (or
+        # denied key) can be ruled out.
+        reason = f"a certificate of the verified chain is refused ({exc})"
+        return verdict(reason, (), enforced or domains)
+    if not pins:
+        reason = "the TLS layer returned no verified chain (a resumed session?)"
+        return verdict(reason, (), enforced or domains)
+    if deny and any(p in deny for p in pins):
+        return verdict("the verified chain contains a denied key", pins, enforced or domains)
+    if enforced:
+        if not _matches(pins, enforced):
+            return verdict("no key of the verified chain matches the pins", pins, enforced)
+        if len(enforced) == len(domains):
             return None
-    return Verdict(
-        host=host,
-        enforced=any(d.mode == "enforce" for d in domains),
-        reason="no key of the verified chain matches the pins",
-        served_pins=pins,
-        expected_pins=expected,
-        denied_pins=(),
-        policy_version=policy.version,
-        domains=domains,
-        report_uri=policy.report_uri_for(domains),
-    )
+    reported = tuple(d for d in domains if d.mode == "report")
+    if not reported or _matches(pins, reported):
+        return None
+    reason = "no key of the verified chain matches the report-mode pins"
+    return verdict(reason, pins, reported, refuse=False)
+
+
+def _union(domains: tuple[DomainPins, ...]) -> frozenset[str]:
+    if len(domains) == 1:
+        return domains[0].pins
+    return frozenset().union(*(d.pins for d in domains))
+
+
+def _matches(pins: tuple[str, ...], domains: tuple[DomainPins, ...]) -> bool:
+    for d in domains:
+        accepted = d.pins
+        for pin in pins:
+            if pin in accepted:
+                return True
+    return False
 
 
 def _subject(der: bytes) -> str:

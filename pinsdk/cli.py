@@ -227,13 +227,19 @@ def fetch_chain(args: argparse.Namespace, host: str, port: int) -> list[CertRow]
         raise NetworkError(f"TLS failure with {host}:{port}: {exc.reason or exc}") from None
     except OSError as exc:
         raise NetworkError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-    if args.insecure:
-        certs = [x509.load_der_x509_certificate(d) for d in served]
-        return describe_chain(certs, sources=["server"] * len(certs), verified=None)
-    sent = set(served)
-    certs = [x509.load_der_x509_certificate(d) for d in verified]
-    sources = ["server" if d in sent else "store" for d in verified]
-    return describe_chain(certs, sources=sources, verified=True)
+    try:
+        if args.insecure:
+            certs = [x509.load_der_x509_certificate(d) for d in served]
+            return describe_chain(certs, sources=["server"] * len(certs), verified=None)
+        sent = set(served)
+        certs = [x509.load_der_x509_certificate(d) for d in verified]
+        sources = ["server" if d in sent else "store" for d in verified]
+        return describe_chain(certs, sources=sources, verified=True)
+    except ValueError as exc:  # OpenSSL accepts BER that strict DER parsers refuse
+        raise NetworkError(
+            f"{host}:{port} sent a certificate that is not strict DER, so it has no pin "
+            f"(a pinned client refuses this server): {exc}"
+        ) from None
 
 
 def load_cert_files(paths: Sequence[str]) -> list[CertRow]:

@@ -15,9 +15,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import attrs
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from .pins import spki_pin_of_key
+from .pins import pin_of_der, spki_pin_of_key
 from .policy import DomainPins, PinPolicy
 
 __all__ = ["FORMATS", "CertRow", "describe_chain", "render", "select"]
@@ -86,7 +87,7 @@ def describe_chain(
                 issuer=cert.issuer.rfc4514_string(),
                 not_after=cert.not_valid_after_utc,
                 key=key_description(cert.public_key()),
-                pin=spki_pin_of_key(cert.public_key()),
+                pin=pin_of_der(cert.public_bytes(serialization.Encoding.DER)),
                 source=source,
                 verified=verified,
             )

@@ -20,12 +20,12 @@ __all__ = ["HostPattern", "PatternKind", "is_ip_literal", "normalize_host"]
 
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_MAYBE_IP = re.compile(r"^[0-9.]+$|:")  # only these can parse as an address: skip the rest
 
 
 # The shape of nearly every pattern in a large document: an optional "*." or "**.",
-# then a lower-case ASCII name whose last label ends in a letter (so it is no address).
-_COMMON = rf"(?:\*\*?\.)?{_LABEL}(?:\.{_LABEL})*(?<=[a-z])"
+# then a lower-case ASCII name whose last label ends in a letter and is no hexadecimal
+# number (so it is no address: "1.0xff" is 1.0.0.255 to a resolver).
+_COMMON = rf"(?:\*\*?\.)?(?:{_LABEL}\.)*(?!0x[0-9a-f]*(?:\n|\Z)){_LABEL}(?<=[a-z])"
 _COMMON_LINES = re.compile(rf"(?:{_COMMON}\n)*{_COMMON}")
 
 
@@ -38,28 +38,87 @@ def all_common_patterns(patterns: list[str]) -> bool:
     return joined.count("\n") == len(patterns) - 1 and bool(_COMMON_LINES.fullmatch(joined))
 
 
+# A label that makes a name an IPv4 address when it is the last one (WHATWG URL's "ends
+# in a number"): resolvers (inet_aton) read "127.1", "0x7f.1" or "2130706433" as
+# 127.0.0.1, so a pin for 127.0.0.1 must apply to every such spelling.
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
+_IPV4_PART = re.compile(r"^(?:0x[0-9a-f]*|0[0-7]*|[1-9][0-9]*)$")
+
+
+def _ipv4_numeric(name: str) -> str | None:
+    """The dotted-quad form of an IPv4 address in any inet_aton spelling (one to four
+    parts, each decimal, octal with a leading 0, or hexadecimal with 0x; the last part
+    fills the remaining bytes), or ``None`` when it is no such address."""
+    parts = name.split(".")
+    if len(parts) > 4 or not all(_IPV4_PART.match(p) for p in parts):
+        return None
+    values = [
+        int(p[2:] or "0", 16) if p[:2] == "0x" else int(p, 8 if p[:1] == "0" else 10) for p in parts
+    ]
+    *head, last = values
+    if any(v > 0xFF for v in head) or last >= 1 << (8 * (4 - len(head))):
+        return None
+    number = last
+    for i, v in enumerate(head):
+        number |= v << (8 * (3 - i))
+    return ".".join(str((number >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
 def _ip_literal(host: str) -> str | None:
+    """The canonical text of an IP literal (brackets allowed), or ``None`` for a name.
+
+    IPv6 is compressed; an IPv4-mapped IPv6 address becomes its IPv4 address (it
+    reaches that address); a zone id (``%eth0``) is dropped: it names the interface the
+    address is reached through, not another host.
+    """
     candidate = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not _MAYBE_IP.search(candidate):
+    if ":" in candidate:
+        address, _, _zone = candidate.partition("%")
+        try:
+            ip6 = ipaddress.IPv6Address(address)
+        except ValueError:
+            return None
+        mapped = ip6.ipv4_mapped
+        return ip6.compressed if mapped is None else mapped.compressed
+    last = candidate.rpartition(".")[2]
+    if not _NUMERIC_LABEL.match(last):
         return None
-    try:
-        return ipaddress.ip_address(candidate).compressed
-    except ValueError:
-        return None
+    return _ipv4_numeric(candidate)
 
 
 def is_ip_literal(host: str) -> bool:
     """Whether ``host`` is an IPv4 or IPv6 address (brackets allowed)."""
-    return _ip_literal(host) is not None
+    return _ip_literal(host.lower()) is not None
+
+
+_MEMO: dict[str, str] = {}
+_MEMO_MAX = 4096
 
 
 def normalize_host(host: str) -> str:
     """Return the canonical form of a host name used for matching.
 
     Lower case, no trailing dot, IDNA A-labels (``σkhttp.com`` becomes
-    ``xn--khttp-fde.com``); IP literals in their compressed form without brackets.
-    Raises :class:`PinConfigError` naming the host if it is not a valid name.
+    ``xn--khttp-fde.com``). IP literals become one canonical text, however written:
+    IPv6 compressed without brackets (``[0:0::1]`` is ``::1``), IPv4-mapped IPv6 as
+    IPv4, zone ids dropped, and IPv4 in any spelling a resolver accepts (``127.1``,
+    ``0x7f.0.0.1``, ``2130706433``) as a dotted quad. A name whose last label is a
+    number but is no IPv4 address is invalid. This is the one normaliser: policies,
+    the handshake lookup, the plaintext guard and reports all use it. Raises
+    :class:`PinConfigError` naming the host if it is not a valid name.
     """
+    if type(host) is str:
+        known = _MEMO.get(host)
+        if known is not None:
+            return known
+    name = _normalize(host)
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[host] = name
+    return name
+
+
+def _normalize(host: str) -> str:
     if not isinstance(host, str) or not host:
         raise PinConfigError(f"host must be a non-empty string, not {host!r}")
     if host.isascii():
@@ -69,24 +128,24 @@ def normalize_host(host: str) -> str:
             name = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             raise PinConfigError(f"host {host!r} is not a valid IDNA name: {exc}") from None
-    if name.endswith("."):
+    if name.endswith(".") and not name.endswith("]."):
         name = name[:-1]
-    if name[-1:].isalpha() and len(name) <= 253 and _NAME.match(name):
-        return name  # the common case: a name whose last label is alphabetic is no address
     ip = _ip_literal(name)
     if ip is not None:
         return ip
     if len(name) > 253 or not _NAME.match(name):
         raise PinConfigError(f"host {host!r} is not a valid host name")
+    if _NUMERIC_LABEL.match(name.rpartition(".")[2]):
+        raise PinConfigError(
+            f"host {host!r} is not a valid host name: its last label is a number, so "
+            "resolvers read it as an IPv4 address, and it is not one"
+        )
     return name
 
 
-def fast_normalize(host: str) -> str:
-    """The hot-path form of :func:`normalize_host` for names the TLS layer already checked."""
-    if host.isascii():
-        host = host.lower()
-        return host[:-1] if host.endswith(".") else host
-    return normalize_host(host)
+# The handshake lookup and the plaintext guard use the same normaliser as policies: a
+# host spelt another way must never find other entries (or none).
+fast_normalize = normalize_host
 
 
 class PatternKind(Enum):

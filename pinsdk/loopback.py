@@ -3,7 +3,7 @@
 It runs in threads (so it serves asyncio and trio clients alike), speaks HTTP/1.1 and,
 when ``h2`` is installed and the client offers it, HTTP/2. It records every byte it
 receives *after* a completed handshake, which is how the tests prove that a rejected
-connection delivered nothing. It binds to 127.0.0.1 only.
+connection delivered nothing. It binds to 127.0.0.1 (or ::1) only.
 """
 
 from __future__ import annotations
@@ -36,14 +36,18 @@ class LoopbackTLSServer:
         http2: bool = True,
         name: str = "server",
         handler: Handler | None = None,
+        bind: str = "127.0.0.1",
     ) -> None:
+        if bind not in ("127.0.0.1", "::1"):
+            raise ValueError("the loopback server binds to 127.0.0.1 or ::1 only")
         self.context = context
         self.body = body
         self.handler = handler
         self.name = name
         protocols = ["h2", "http/1.1"] if http2 and _have_h2() else ["http/1.1"]
         context.set_alpn_protocols(protocols)
-        self._sock = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if bind == "::1" else socket.AF_INET
+        self._sock = socket.create_server((bind, 0), family=family)
         self._sock.settimeout(0.2)  # lets the accept loop notice stop()
         self.port: int = self._sock.getsockname()[1]
         self._lock = threading.Lock()

@@ -13,7 +13,15 @@ from cryptography.hazmat.primitives import serialization
 
 from .errors import PinConfigError
 
-__all__ = ["CertificateLike", "ChainPinCache", "parse_pin", "spki_pin", "spki_pin_of_key"]
+__all__ = [
+    "CertificateLike",
+    "ChainPinCache",
+    "NotDERError",
+    "parse_pin",
+    "pin_of_der",
+    "spki_pin",
+    "spki_pin_of_key",
+]
 
 PIN_PREFIX = "sha256/"
 _PIN_LENGTH = len(PIN_PREFIX) + 44  # 32 bytes of SHA-256 in padded base64
@@ -49,44 +57,72 @@ def spki_pin_of_key(public_key: object) -> str:
     return PIN_PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
-def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, value start, value end) of the DER element at ``pos``."""
-    tag, length = der[pos], der[pos + 1]
+class NotDERError(ValueError):
+    """A certificate is not strict DER: the strict parser refuses it, so it has no pin."""
+
+
+def _element(der: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    """(content start, content end) of the element at ``pos``, which must have the
+    single-byte tag ``tag``, a definite minimal length and fit before ``end``."""
+    if pos + 2 > end or der[pos] != tag:
+        raise NotDERError("unexpected tag")
+    n = der[pos + 1]
     pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 0 < count <= 4:
-            raise ValueError("unsupported DER length")
-        length = int.from_bytes(der[pos : pos + count], "big")
+    if n >= 0x80:
+        count = n - 0x80
+        # No indefinite form, at most 3 length bytes (16 MiB), no leading zero byte,
+        # and the long form only where the short one cannot hold the length.
+        if not 0 < count <= 3 or pos + count > end or der[pos] == 0:
+            raise NotDERError("not a minimal definite length")
+        n = int.from_bytes(der[pos : pos + count], "big")
+        if n < 0x80:
+            raise NotDERError("not a minimal definite length")
         pos += count
-    end = pos + length
-    if end > len(der):
-        raise ValueError("truncated DER")
-    return tag, pos, end
+    stop = pos + n
+    if stop > end:
+        raise NotDERError("element overruns its parent")
+    return pos, stop
 
 
 def spki_der_of(cert_der: bytes) -> bytes:
     """The SubjectPublicKeyInfo element exactly as encoded in a DER certificate.
 
-    A short walk of the TBSCertificate (version, serial, signature algorithm, issuer,
-    validity, subject, then the SPKI): no full parse, so a cold pin costs microseconds.
-    Raises ``ValueError`` (or ``IndexError``) on anything that is not such a certificate.
+    A short, strict walk (no full parse, so a cold pin costs microseconds): every
+    element it passes must have exactly the expected single-byte tag and a definite
+    minimal length inside its parent, the TBSCertificate and the certificate must be
+    consumed exactly, and so must the SubjectPublicKeyInfo. Anything else raises
+    :class:`NotDERError`: a lax walk of BER (say a tag in high-tag-number form, which
+    OpenSSL accepts) could be steered onto a key the signer planted elsewhere.
     """
-    tag, start, _ = _tlv(cert_der, 0)
-    if tag != 0x30:
-        raise ValueError("not a DER certificate")
-    tag, pos, _ = _tlv(cert_der, start)  # TBSCertificate
-    if tag != 0x30:
-        raise ValueError("not a DER certificate")
-    tag, _, end = _tlv(cert_der, pos)
-    if tag == 0xA0:  # explicit [0] version
-        pos = end
-    for _ in range(5):  # serialNumber, signature, issuer, validity, subject
-        _, _, pos = _tlv(cert_der, pos)
-    tag, _, end = _tlv(cert_der, pos)
-    if tag != 0x30:
-        raise ValueError("no SubjectPublicKeyInfo where expected")
-    return cert_der[pos:end]
+    end = len(cert_der)
+    start, stop = _element(cert_der, 0, end, 0x30)  # Certificate
+    if stop != end:
+        raise NotDERError("trailing bytes after the certificate")
+    tbs_start, tbs_end = _element(cert_der, start, stop, 0x30)  # TBSCertificate
+    pos = tbs_end
+    _, pos = _element(cert_der, pos, stop, 0x30)  # signatureAlgorithm
+    _, pos = _element(cert_der, pos, stop, 0x03)  # signatureValue
+    if pos != stop:
+        raise NotDERError("unexpected element after the signature")
+    pos = tbs_start
+    if pos < tbs_end and cert_der[pos] == 0xA0:  # [0] EXPLICIT version
+        _, pos = _element(cert_der, pos, tbs_end, 0xA0)
+    _, pos = _element(cert_der, pos, tbs_end, 0x02)  # serialNumber
+    for _ in range(4):  # signature, issuer, validity, subject
+        _, pos = _element(cert_der, pos, tbs_end, 0x30)
+    spki_at = pos
+    inner, pos = _element(cert_der, pos, tbs_end, 0x30)  # subjectPublicKeyInfo
+    _, after = _element(cert_der, inner, pos, 0x30)  # algorithm
+    _, after = _element(cert_der, after, pos, 0x03)  # subjectPublicKey
+    if after != pos:
+        raise NotDERError("unexpected element in the SubjectPublicKeyInfo")
+    spki_end = pos
+    for tag in (0xA1, 0xA2, 0xA3):  # issuerUniqueID, subjectUniqueID, extensions
+        if pos < tbs_end and cert_der[pos] == tag:
+            _, pos = _element(cert_der, pos, tbs_end, tag)
+    if pos != tbs_end:
+        raise NotDERError("unexpected element in the TBSCertificate")
+    return cert_der[spki_at:spki_end]
 
 
 def _pin_of_spki(spki: bytes) -> str:
@@ -94,11 +130,20 @@ def _pin_of_spki(spki: bytes) -> str:
 
 
 def pin_of_der(cert_der: bytes) -> str:
-    """The pin of a DER certificate: hash of its SPKI as encoded, or via cryptography."""
+    """The pin of a DER certificate: SHA-256 of its SubjectPublicKeyInfo as a strict DER
+    parser sees it. The one place a certificate becomes a pin (the handshake check,
+    :func:`spki_pin`, the CLI and the configuration generator all come here).
+
+    Two strict parsers must both accept the certificate: cryptography's (which reads
+    the whole certificate, as OpenSSL does when it verifies, but refuses BER) and our
+    walk (which finds the SubjectPublicKeyInfo without building the key). Raises
+    :class:`NotDERError` when either refuses: such a certificate has no pin.
+    """
     try:
-        return _pin_of_spki(spki_der_of(cert_der))
-    except (ValueError, IndexError):
-        return spki_pin_of_key(x509.load_der_x509_certificate(cert_der).public_key())
+        x509.load_der_x509_certificate(cert_der)
+    except ValueError as exc:
+        raise NotDERError(f"the certificate is not strict DER: {exc}") from None
+    return _pin_of_spki(spki_der_of(cert_der))
 
 
 def spki_pin(cert: CertificateLike) -> str:

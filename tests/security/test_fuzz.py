@@ -9,26 +9,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import string
 from typing import Any
 
 import attrs
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pinsdk
 from pinsdk.envelope import PAYLOAD_TYPE, pae, parse_envelope
 from pinsdk.hosts import HostPattern, normalize_host
-from pinsdk.pins import parse_pin, pin_of_der, spki_der_of
+from pinsdk.pins import parse_pin
 
 from ..signing import ed25519_key
-
-settings.register_profile("default", max_examples=150, deadline=None)
-settings.register_profile(
-    "fuzz", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck)
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 KEY = ed25519_key()
 A = "sha256/" + base64.b64encode(b"a" * 32).decode()
@@ -64,6 +57,10 @@ labels = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, ma
 names = st.lists(labels, min_size=1, max_size=5)
 
 
+def _numeric(label: str) -> bool:
+    return label.isdigit() or (label[:2] == "0x" and all(c in string.hexdigits for c in label[2:]))
+
+
 def reference_match(kind: str, base: list[str], host: list[str], sub: bool) -> bool:
     """An independent model on label lists (no string suffix tricks)."""
     extra = len(host) - len(base)
@@ -81,8 +78,9 @@ def test_host_matching_agrees_with_a_reference_model(
     kind: str, base: list[str], prefix: list[str], sub: bool, related: bool
 ) -> None:
     host = prefix + base if related else prefix
-    assume(not all(label.isdigit() for label in base))  # keep IPv4-looking names out
-    assume(not all(label.isdigit() for label in host))
+    # A name whose last label is a number is an IPv4 address (or invalid): keep them out.
+    assume(not _numeric(base[-1]))
+    assume(not _numeric(host[-1]))
     pattern = {"exact": "", "*": "*.", "**": "**."}[kind] + ".".join(base)
     policy = pinsdk.PinPolicy([pinsdk.DomainPins(pattern, [A, B], include_subdomains=sub)])
     expected = reference_match(kind, base, host, sub)
@@ -245,14 +243,6 @@ def test_signed_payloads_only_raise_update_rejected(extra: Any, fields: dict[str
     )
     with contextlib.suppress(pinsdk.UpdateRejectedError):
         pinsdk.verify_envelope(envelope, [KEY.public_key()])
-
-
-@given(st.binary(max_size=300))
-def test_der_walk_never_crashes_unexpectedly(data: bytes) -> None:
-    with contextlib.suppress(ValueError, IndexError):
-        spki_der_of(data)
-    with contextlib.suppress(ValueError):
-        pin_of_der(data)
 
 
 def test_bulk_domain_path_on_a_document_of_every_common_shape() -> None:
