@@ -236,12 +236,6 @@ class VerifiedPayload(Mapping[str, Any]):
         return at >= self.expires.timestamp() + leeway
 
 
-def _field(doc: Mapping[str, Any], name: str) -> Any:
-    if name not in doc:
-        raise EnvelopeFormatError(f"payload is missing {name!r}")
-    return doc[name]
-
-
 def _check_spec_version(value: object) -> None:
     major: object = value
     if isinstance(value, str):
@@ -300,7 +294,8 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise EnvelopeFormatError("payload must be a JSON object")
     # A later major version may add keys: say that it is unsupported, not that a key is.
-    _check_spec_version(_field(doc, "spec_version"))
+    if "spec_version" in doc:
+        _check_spec_version(doc["spec_version"])
     check_keys(doc, DOCUMENT, "the payload", EnvelopeFormatError)
     version = doc["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:

@@ -69,12 +69,17 @@ DOCUMENT = ObjectSchema(
     ),
 )
 KEYS = ObjectSchema("'keys' object", required=("trusted",), optional=("threshold",))
+# Not checked by the verifier (DSSE's own fields sit outside the signature): listed so that
+# an envelope given where a policy or payload is expected is called what it is.
+ENVELOPE = ObjectSchema(
+    "signed envelope", required=("payloadType", "payload", "signatures"), optional=()
+)
 
 # Where a key of one object is found in another, the message says where it belongs.
 _NEIGHBOURS: dict[str, tuple[ObjectSchema, ...]] = {
     DOMAIN.name: (POLICY, DOCUMENT),
-    POLICY.name: (DOMAIN, DOCUMENT),
-    DOCUMENT.name: (DOMAIN,),
+    POLICY.name: (DOMAIN, DOCUMENT, ENVELOPE),
+    DOCUMENT.name: (DOMAIN, ENVELOPE),
     KEYS.name: (),
 }
 _MISSING_HINTS = {
@@ -91,12 +96,12 @@ def unknown_key_message(key: object, schema: ObjectSchema, where: str) -> str:
     """Name ``key``, and the valid key it was probably meant to be."""
     text = f"unknown key {key!r} in {where}"
     if isinstance(key, str):
-        close = difflib.get_close_matches(key.lower(), sorted(schema.keys), n=1, cutoff=0.6)
-        if close:
-            return f"{text}; did you mean {close[0]!r}?"
         for other in _NEIGHBOURS[schema.name]:
             if key in other.keys:
                 return f"{text}: {key!r} is a key of a {other.name}, not of a {schema.name}"
+        close = difflib.get_close_matches(key.lower(), sorted(schema.keys), n=1, cutoff=0.6)
+        if close:
+            return f"{text}; did you mean {close[0]!r}?"
     valid = ", ".join(sorted(schema.keys))
     return f"{text} (valid keys: {valid}; extension keys begin with {EXTENSION_PREFIX!r})"
 
