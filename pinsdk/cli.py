@@ -130,6 +130,10 @@ def _expiry_of(entry: DomainPins) -> str:
     return "?" if entry.expires is None else format_datetime(entry.expires)
 
 
+def _count(entries: Sequence[DomainPins]) -> str:
+    return "1 entry has" if len(entries) == 1 else f"{len(entries)} entries have"
+
+
 def _named(entries: Sequence[DomainPins]) -> str:
     return ", ".join(f"{d.host!r} (expires {_expiry_of(d)})" for d in entries)
 
@@ -173,7 +177,7 @@ def _sign(args: argparse.Namespace) -> int:
     expired = policy.expired_entries(now)
     if expired and not args.allow_expired_entries:
         raise CliError(
-            f"policy {args.policy!r}: {len(expired)} entries have already expired and would "
+            f"policy {args.policy!r}: {_count(expired)} already expired and would "
             f"pin nothing, leaving their hosts unpinned: {_named(expired)}. Renew or remove "
             "them, or pass --allow-expired-entries to sign anyway."
         )
