@@ -7,6 +7,7 @@ Exit status: 0 success; 1 a document did not verify (``verify``) or the demo mis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import re
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -27,7 +28,7 @@ from .configgen import FORMATS, CertRow, backup_row, describe_chain, render, sel
 from .envelope import sign_envelope, verify_envelope
 from .errors import PinConfigError, UpdateRejectedError
 from .keys import KeySet, TrustedKey, load_private_key
-from .policy import PinPolicy
+from .policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
 from .sslhook import served_chain, verified_chain
 from .timeutil import format_datetime, parse_datetime
 
@@ -104,21 +105,94 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
+_ENVELOPE_KEYS = frozenset({"payloadType", "payload", "signatures"})
+
+
+class _NotExpiredEntries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, EXPIRED_ENTRY_FLAG, False)
+
+
+@contextlib.contextmanager
+def _expired_entries_said_here() -> Iterator[None]:
+    """The command lists expired entries itself: the library's log lines would repeat them
+    (once per parse)."""
+    quiet = _NotExpiredEntries()
+    logger = logging.getLogger("pinsdk")
+    logger.addFilter(quiet)
     try:
-        raw = json.loads(_read(args.policy, "policy").decode("utf-8"))
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _expiry_of(entry: DomainPins) -> str:
+    return "?" if entry.expires is None else format_datetime(entry.expires)
+
+
+def _count(entries: Sequence[DomainPins]) -> str:
+    return "1 entry has" if len(entries) == 1 else f"{len(entries)} entries have"
+
+
+def _named(entries: Sequence[DomainPins]) -> str:
+    return ", ".join(f"{d.host!r} (expires {_expiry_of(d)})" for d in entries)
+
+
+def _load_policy_to_sign(path: str, allow_empty: bool) -> PinPolicy:
+    try:
+        raw = json.loads(_read(path, "policy").decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise CliError(f"policy {args.policy!r} is not valid JSON: {exc}") from None
+        raise CliError(f"policy {path!r} is not valid JSON: {exc}") from None
+    if isinstance(raw, dict) and _ENVELOPE_KEYS & raw.keys():
+        # Signing an envelope would read no policy keys from it: a document pinning nothing.
+        raise CliError(
+            f"{path!r} is a signed envelope, not a policy; sign the policy JSON it was made "
+            "from (pinsdk verify reads envelopes)"
+        )
     try:
         policy = PinPolicy.from_dict(raw)
     except PinConfigError as exc:
-        raise CliError(f"policy {args.policy!r}: {exc}") from None
+        raise CliError(f"policy {path!r}: {exc}") from None
+    if not policy.domains and not allow_empty:
+        raise CliError(
+            f"policy {path!r} has an empty 'domains' list: the document would unpin every "
+            "host for every client that installs it. Pass --allow-empty if that is the intent."
+        )
+    return policy
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    with _expired_entries_said_here():
+        return _sign(args)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    policy = _load_policy_to_sign(args.policy, args.allow_empty)
     if args.version < 1:
         raise CliError("--version must be at least 1")
     now = datetime.now(timezone.utc).replace(microsecond=0)
     expires = parse_expiry(args.expires, now)
     if expires <= now:
         raise CliError(f"--expires {args.expires!r} is not in the future")
+    expired = policy.expired_entries(now)
+    if expired and not args.allow_expired_entries:
+        raise CliError(
+            f"policy {args.policy!r}: {_count(expired)} already expired and would "
+            f"pin nothing, leaving their hosts unpinned: {_named(expired)}. Renew or remove "
+            "them, or pass --allow-expired-entries to sign anyway."
+        )
+    if expired:
+        print(
+            f"warning: signing entries that have expired already: {_named(expired)}",
+            file=sys.stderr,
+        )
+    lapsing = [d for d in policy.expired_entries(expires) if d not in expired]
+    if lapsing:
+        print(
+            f"warning: these entries expire before the document does ({format_datetime(expires)})"
+            f" and leave their hosts unpinned from then: {_named(lapsing)}",
+            file=sys.stderr,
+        )
     shape = policy.to_dict()
     payload: dict[str, Any] = {
         "spec_version": 1,
@@ -128,8 +202,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
         "domains": shape["domains"],
         "deny": shape["deny"],
     }
-    if shape.get("report_uri"):
-        payload["report_uri"] = shape["report_uri"]
+    # Every policy key but the version (replaced by --version) goes into the document.
+    for key in ("require_backup", "report_uri"):
+        if key in shape:
+            payload[key] = shape[key]
     if args.refresh_interval is not None:
         payload["refresh_interval"] = args.refresh_interval
     try:
@@ -159,6 +235,13 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    with _expired_entries_said_here():
+        return _verify(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.warn_days < 0:
+        raise CliError("--warn-days must not be negative")
     data = _read(args.file, "document")
     try:
         keys = KeySet.build([_read(p, "trusted key") for p in args.trusted_key], args.threshold)
@@ -169,9 +252,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except UpdateRejectedError as exc:
         print(f"REJECTED: {exc.reason}")
         return 1
+    policy = verified.policy
+    now = datetime.now(timezone.utc)
+    expired = policy.expired_entries(now)
+    soon = [
+        d for d in policy.expired_entries(now + timedelta(days=args.warn_days)) if d not in expired
+    ]
+    dead = f" ({len(expired)} expired)" if expired else ""
     print(
-        f"OK: version {verified.version}, {len(verified.policy.domains)} domains, "
-        f"{len(verified.policy.deny)} denied pins"
+        f"OK: version {verified.version}, {len(policy.domains)} domains{dead}, "
+        f"{len(policy.deny)} denied pins"
     )
     print(
         f"issued {format_datetime(verified.issued_at)}, expires {format_datetime(verified.expires)}"
@@ -181,6 +271,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if verified.rotated_keys is not None:
         rotated = verified.rotated_keys
         print(f"rotates keys to {len(rotated.keys)} key(s), threshold {rotated.threshold}")
+    for entry in expired:
+        print(f"EXPIRED: {entry.host!r} expired at {_expiry_of(entry)}: it pins nothing")
+    for entry in soon:
+        assert entry.expires is not None
+        days = (entry.expires - now).total_seconds() / 86400
+        print(f"EXPIRES SOON: {entry.host!r} expires at {_expiry_of(entry)} (in {days:.1f} days)")
     return 0
 
 
@@ -423,6 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="rotate to this public key (repeat); sign with old and new keys",
     )
     sign.add_argument("--new-threshold", type=int, default=1, metavar="K")
+    sign.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="sign a policy whose 'domains' is [] (unpins every host on every client)",
+    )
+    sign.add_argument(
+        "--allow-expired-entries",
+        action="store_true",
+        help="sign even though some entries' 'expires' has passed (they pin nothing)",
+    )
     sign.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     sign.set_defaults(func=cmd_sign)
 
@@ -434,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-expired",
         action="store_true",
         help="check signatures and content of an expired document",
+    )
+    verify.add_argument(
+        "--warn-days",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="list entries that expire within DAYS days (default 30)",
     )
     verify.set_defaults(func=cmd_verify)
 

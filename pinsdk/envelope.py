@@ -28,6 +28,7 @@ from .errors import (
 )
 from .keys import KeySet, PrivateKeyLike, PublicKeyLike, SigningKey, load_private_key
 from .policy import PinPolicy
+from .schema import DOCUMENT, KEYS, POLICY, check_keys
 from .timeutil import parse_datetime, to_timestamp
 
 __all__ = [
@@ -235,12 +236,6 @@ class VerifiedPayload(Mapping[str, Any]):
         return at >= self.expires.timestamp() + leeway
 
 
-def _field(doc: Mapping[str, Any], name: str) -> Any:
-    if name not in doc:
-        raise EnvelopeFormatError(f"payload is missing {name!r}")
-    return doc[name]
-
-
 def _check_spec_version(value: object) -> None:
     major: object = value
     if isinstance(value, str):
@@ -253,6 +248,8 @@ def _check_spec_version(value: object) -> None:
 
 
 def _parse_keys(value: object) -> KeySet:
+    if isinstance(value, dict):
+        check_keys(value, KEYS, "'keys'", EnvelopeFormatError)
     if not isinstance(value, dict) or not isinstance(value.get("trusted"), list):
         raise EnvelopeFormatError('\'keys\' must be {"trusted": [PEM...], "threshold": k}')
     trusted = value["trusted"]
@@ -296,13 +293,16 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
     doc = loads_strict(payload, "payload")
     if not isinstance(doc, dict):
         raise EnvelopeFormatError("payload must be a JSON object")
-    _check_spec_version(_field(doc, "spec_version"))
-    version = _field(doc, "version")
+    # A later major version may add keys: say that it is unsupported, not that a key is.
+    if "spec_version" in doc:
+        _check_spec_version(doc["spec_version"])
+    check_keys(doc, DOCUMENT, "the payload", EnvelopeFormatError)
+    version = doc["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise EnvelopeFormatError(f"version must be an integer >= 1, not {version!r}")
     try:
-        issued_at = parse_datetime(_field(doc, "issued_at"), what="issued_at")
-        expires = parse_datetime(_field(doc, "expires"), what="expires")
+        issued_at = parse_datetime(doc["issued_at"], what="issued_at")
+        expires = parse_datetime(doc["expires"], what="expires")
     except PinConfigError as exc:
         raise EnvelopeFormatError(str(exc)) from None
     if expires <= issued_at:
@@ -312,7 +312,7 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
         isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or refresh <= 0
     ):
         raise EnvelopeFormatError(f"refresh_interval must be a positive number, not {refresh!r}")
-    domains = doc.get("domains", [])
+    domains = doc["domains"]
     deny = doc.get("deny", [])
     if not isinstance(domains, list) or not isinstance(deny, list):
         raise EnvelopeFormatError("'domains' and 'deny' must be lists")
@@ -321,14 +321,10 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
     if len(deny) > MAX_DENY:
         raise EnvelopeFormatError(f"{len(deny)} deny pins; at most {MAX_DENY} are accepted")
     try:
+        # Every policy key the document may carry goes to the policy: none is dropped.
+        shape = {key: doc[key] for key in POLICY.keys if key in doc}
         policy = PinPolicy.from_dict(
-            {
-                "version": version,
-                "domains": domains,
-                "deny": deny,
-                "report_uri": doc.get("report_uri"),
-            },
-            max_pins_per_domain=MAX_PINS_PER_DOMAIN,
+            {**shape, "version": version, "deny": deny}, max_pins_per_domain=MAX_PINS_PER_DOMAIN
         )
     except PinConfigError as exc:
         raise EnvelopeFormatError(f"payload pins are invalid: {exc}") from None
@@ -402,7 +398,10 @@ def sign_envelope(
 ) -> bytes:
     """Serialise ``payload`` (compact, sorted keys, UTF-8) and sign it with every key.
 
-    Returns the DSSE envelope as UTF-8 JSON bytes, base64 standard with padding.
+    Returns the DSSE envelope as UTF-8 JSON bytes, base64 standard with padding. A payload
+    that every client would refuse (an unknown key, a missing field, a bad pin) raises
+    :class:`PinConfigError` naming the problem: nothing is signed. Time is not judged
+    here: an expired document can be signed (and is then refused by clients).
     """
     if isinstance(private_keys, (str, bytes)) or not isinstance(private_keys, Iterable):
         private_keys = [private_keys]
@@ -411,6 +410,12 @@ def sign_envelope(
         raise PinConfigError("sign_envelope needs at least one private key")
     body = json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     payload_bytes = body.encode("utf-8")
+    try:
+        parse_payload(payload_bytes)
+    except EnvelopeFormatError as exc:
+        raise PinConfigError(
+            f"refusing to sign a payload every client would reject: {exc.reason}"
+        ) from None
     message = pae(PAYLOAD_TYPE, payload_bytes)
     envelope = {
         "payloadType": PAYLOAD_TYPE,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import attrs
 
 from .check import Verdict
+from .policy import PinPolicy
 from .timeutil import format_datetime
 
 __all__ = ["STAT_KEYS", "Deduplicator", "PinFailure", "Stats", "build_report"]
@@ -171,8 +172,10 @@ class Stats:
         """Increment one counter."""
         self.counts[key] += n
 
-    def as_dict(self, policy_version: int) -> dict[str, int]:
-        """A copy of every counter plus the version of the policy in force."""
+    def as_dict(self, policy_version: int, policy: PinPolicy | None = None) -> dict[str, int]:
+        """A copy of every counter plus the version of the policy in force; given that
+        policy, also ``entries_expired``: how many of its entries have expired (their
+        hosts are no longer pinned by them)."""
         counts = self.counts
         # Derived, so a handshake costs one counter increment, not two.
         checked = (
@@ -180,4 +183,7 @@ class Stats:
             + counts["pin_failures_enforced"]
             + counts["pin_failures_reported"]
         )
-        return {**counts, "handshakes_checked": checked, "policy_version": policy_version}
+        out = {**counts, "handshakes_checked": checked, "policy_version": policy_version}
+        if policy is not None:
+            out["entries_expired"] = len(policy.expired_entries())
+        return out

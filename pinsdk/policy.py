@@ -27,6 +27,7 @@ from .hosts import (
     normalize_host,
 )
 from .pins import known_pin_sets, parse_pins
+from .schema import DOMAIN, POLICY, check_keys
 from .timeutil import format_datetime, parse_datetime, to_timestamp
 
 __all__ = ["DomainPins", "PinPolicy"]
@@ -35,8 +36,13 @@ logger = logging.getLogger("pinsdk")
 
 Mode = Literal["enforce", "report"]
 _MODES = ("enforce", "report")
-_DOMAIN_KEYS = frozenset({"host", "pins", "include_subdomains", "mode", "expires", "report_uri"})
-_POLICY_KEYS = frozenset({"version", "domains", "deny", "require_backup", "report_uri"})
+_DOMAIN_KEYS = DOMAIN.keys
+# How many already-expired entries a new policy names one by one in the log.
+_MAX_NAMED_EXPIRED = 50
+# Marks the log records about expired entries, so a caller that reports them itself (the
+# command line) can leave them out.
+EXPIRED_ENTRY_FLAG = "pinsdk_expired_entry"
+_EXPIRED_LOG = {EXPIRED_ENTRY_FLAG: True}
 
 
 def _convert_expires(value: object) -> datetime | None:
@@ -138,11 +144,13 @@ class DomainPins:
         """Build from the JSON shape ``{"host": …, "pins": […], …}``."""
         if not isinstance(data, dict) and not isinstance(data, Mapping):
             raise PinConfigError(f"a domain entry must be an object, not {data!r}")
-        if "host" not in data or "pins" not in data:
-            raise PinConfigError(f"domain entry {dict(data)!r} needs 'host' and 'pins'")
         if not _DOMAIN_KEYS.issuperset(data):
-            unknown = sorted(set(data) - _DOMAIN_KEYS)
-            logger.warning("ignoring unknown keys %s in domain %r", unknown, data["host"])
+            host = data.get("host")
+            where = f"domain {host!r}" if isinstance(host, str) else "a domain entry"
+            check_keys(data, DOMAIN, where, required=False)
+        if "host" not in data or "pins" not in data:
+            needs = " and ".join(repr(k) for k in DOMAIN.required)
+            raise PinConfigError(f"domain entry {dict(data)!r} needs {needs}")
         pins = data["pins"]
         if not isinstance(pins, list):
             raise PinConfigError(f"'pins' of {data['host']!r} must be a list, not {pins!r}")
@@ -424,6 +432,10 @@ def _check_policy_fields(
     return deny_set, check_report_uri(report_uri, what="report_uri")
 
 
+def _when(entry: DomainPins) -> str:
+    return "?" if entry.expires is None else format_datetime(entry.expires)
+
+
 def _no_backup(host: str, require_backup: bool) -> None:
     message = (
         f"{host!r} is enforced with a single pin and no backup: when that key "
@@ -459,6 +471,8 @@ class PinPolicy:
     _index: _Indexes = attrs.field(repr=False)
     _expiring: bool = attrs.field(repr=False)
     _domains: list[tuple[DomainPins, ...]] = attrs.field(repr=False)
+    # The entries (by id) whose expiry was logged: each is reported once per policy.
+    _lapsed: set[int] = attrs.field(repr=False)
 
     def __init__(
         self,
@@ -484,7 +498,10 @@ class PinPolicy:
             index,
             expiring,
             [entries],
+            set(),
         )
+        if expiring:
+            self._report_expired()
 
     @classmethod
     def _from_parts(
@@ -508,8 +525,70 @@ class PinPolicy:
             parts.buckets,
             parts.expiring,
             [],
+            set(),
         )
+        if parts.expiring:
+            policy._report_expired()
         return policy
+
+    def _report_expired(self) -> None:
+        """Log each entry that expired before the policy was even built. Per-domain expiry
+        is a feature; an entry dead on arrival is a mistake (typically an ``expires``
+        copied from an old policy) that leaves its hosts unpinned, so it is said loudly."""
+        expired = self.expired_entries()
+        lapsed = self._lapsed
+        for n, entry in enumerate(expired):
+            lapsed.add(id(entry))
+            if n < _MAX_NAMED_EXPIRED:
+                logger.warning(
+                    "the pins of %r expired at %s, before this policy (version %d) was built: "
+                    "%r is NOT pinned. Remove the entry or give it a later 'expires'.",
+                    entry.host,
+                    _when(entry),
+                    self.version,
+                    entry.host,
+                    extra=_EXPIRED_LOG,
+                )
+        if len(expired) > _MAX_NAMED_EXPIRED:
+            logger.warning(
+                "%d more entries of this policy (version %d) expired before it was built; "
+                "their hosts are NOT pinned (%d expired entries in all)",
+                len(expired) - _MAX_NAMED_EXPIRED,
+                self.version,
+                len(expired),
+                extra=_EXPIRED_LOG,
+            )
+
+    def _report_lapsed(self, found: tuple[DomainPins, ...], at: float) -> None:
+        """Log, once per entry, that a lookup dropped it because it expired in force."""
+        lapsed = self._lapsed
+        for entry in found:
+            expires_at = entry.expires_at
+            if expires_at is not None and at >= expires_at and id(entry) not in lapsed:
+                lapsed.add(id(entry))
+                logger.warning(
+                    "the pins of %r expired at %s (policy version %d): %r is no longer pinned",
+                    entry.host,
+                    _when(entry),
+                    self.version,
+                    entry.host,
+                )
+
+    def expired_entries(self, now: datetime | float | None = None) -> tuple[DomainPins, ...]:
+        """The entries whose ``expires`` has passed at ``now`` (default: the current time).
+
+        They pin nothing any more: a host they alone matched is not pinned.
+        """
+        if not self._expiring:
+            return ()
+        at = to_timestamp(now)
+        at = time.time() if at is None else at
+        # Entries still held as rows (None here) never carry an expiry.
+        return tuple(
+            d
+            for d in self._entries
+            if d is not None and d.expires_at is not None and at >= d.expires_at
+        )
 
     @property
     def domains(self) -> tuple[DomainPins, ...]:
@@ -595,7 +674,10 @@ class PinPolicy:
                             found += more
         if found and self._expiring:
             at = time.time() if now is None else now
-            found = tuple(d for d in found if d.expires_at is None or at < d.expires_at)
+            live = tuple(d for d in found if d.expires_at is None or at < d.expires_at)
+            if len(live) != len(found):
+                self._report_lapsed(found, at)
+            found = live
         return found
 
     def match_fast(self, server_hostname: str, now: float | None = None) -> tuple[DomainPins, ...]:
@@ -623,14 +705,14 @@ class PinPolicy:
     ) -> PinPolicy:
         """Build from the JSON shape documented in docs/static-pinning.md.
 
+        ``domains`` is required (``[]`` pins nothing, deliberately); a key the schema does
+        not know, at any level, is an error naming it (``x-…`` keys are extensions, ignored).
         ``max_pins_per_domain`` refuses longer pin lists (signed documents use 64).
         """
         if not isinstance(data, Mapping):
             raise PinConfigError(f"a pin policy must be a JSON object, not {type(data).__name__}")
-        unknown = set(data) - _POLICY_KEYS
-        if unknown:
-            logger.warning("ignoring unknown keys %s in pin policy", sorted(unknown))
-        domains = data.get("domains", [])
+        check_keys(data, POLICY)
+        domains = data["domains"]
         if not isinstance(domains, list):
             raise PinConfigError(f"'domains' must be a list, not {domains!r}")
         deny = data.get("deny", [])

@@ -202,7 +202,8 @@ class MonitorOwner:
 
     def stats(self) -> dict[str, int]:
         """Counters: handshakes checked and passed, pin failures, reports, policy version."""
-        return self.monitor.stats.as_dict(self.pins.current.version)
+        current = self.pins.current
+        return self.monitor.stats.as_dict(current.version, current)
 
     async def flush_reports(self, timeout: float = 5.0) -> bool:
         """Wait until queued pin failure reports were sent (or failed); False on timeout.

@@ -139,7 +139,13 @@ def test_expired_documents_and_allow_expired(
 
     key = load_private_key(Path("k").read_bytes())
     old = pinsdk.sign_envelope(
-        {"spec_version": 1, "version": 1, "issued_at": "2020-01-01T00:00:00Z", "expires": past},
+        {
+            "spec_version": 1,
+            "version": 1,
+            "issued_at": "2020-01-01T00:00:00Z",
+            "expires": past,
+            "domains": [],
+        },
         key.key,
     )
     Path("old.json").write_bytes(old)

@@ -19,6 +19,7 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy, UpdateStatus
+from pinsdk.envelope import PAYLOAD_TYPE, pae
 from pinsdk.loopback import LoopbackTLSServer, Reply
 
 from .signing import ed25519_key, p256_key, payload, public_pem
@@ -42,6 +43,19 @@ def signer() -> Any:
 
 def doc(signer: Any, version: int, pins: list[str], host: str = "127.0.0.1", **kw: Any) -> bytes:
     return pinsdk.sign_envelope(payload(version, [{"host": host, "pins": pins}], **kw), signer)
+
+
+def signed_as_is(body: dict[str, Any], signer: Any) -> bytes:
+    """An envelope over any payload, even one sign_envelope would refuse to sign."""
+    data = json.dumps(body).encode()
+    sig = signer.sign(pae(PAYLOAD_TYPE, data))
+    return json.dumps(
+        {
+            "payloadType": PAYLOAD_TYPE,
+            "payload": base64.b64encode(data).decode(),
+            "signatures": [{"sig": base64.b64encode(sig).decode()}],
+        }
+    ).encode()
 
 
 def dynamic(
@@ -99,7 +113,8 @@ def _bad_documents(signer: Any, pins: dict[str, str]) -> dict[str, tuple[bytes, 
             "unexpected Content-Type 'text/html'",
         ),
         "bad pin": (
-            pinsdk.sign_envelope(payload(9, [{"host": "a.com", "pins": ["sha256/short"]}]), signer),
+            # sign_envelope refuses this payload; a hostile signer writes it by hand.
+            signed_as_is(payload(9, [{"host": "a.com", "pins": ["sha256/short"]}]), signer),
             "application/json",
             "'sha256/short'",
         ),

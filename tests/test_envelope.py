@@ -78,7 +78,7 @@ def _third_party_envelope(
 @pytest.mark.parametrize("keyid", [None, "", "given"])
 def test_envelope_from_independent_code_verifies(raw_sig: bool, keyid: str | None) -> None:
     key = p256_key()
-    body = json.dumps(payload(5, DOMAINS, future_field={"x": 1}), indent=1).encode()
+    body = json.dumps(payload(5, DOMAINS, **{"x-future-field": {"x": 1}}), indent=1).encode()
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -179,10 +179,14 @@ def test_bad_payloads_are_rejected_with_a_reason(doc: Any, reason: str) -> None:
     assert isinstance(info.value, pinsdk.PinningError)
 
 
-def test_spec_version_minor_and_unknown_fields_are_accepted() -> None:
+def test_spec_version_minor_and_extension_fields_are_accepted() -> None:
     key = ed25519_key()
-    doc = {**payload(2, DOMAINS), "spec_version": "1.4", "added_later": [1, 2]}
-    assert pinsdk.verify_envelope(_signed(key, doc), [key.public_key()])["added_later"] == [1, 2]
+    doc = {**payload(2, DOMAINS), "spec_version": "1.4", "x-added-later": [1, 2]}
+    verified = pinsdk.verify_envelope(_signed(key, doc), [key.public_key()])
+    assert verified["x-added-later"] == [1, 2]
+    unknown = {**payload(2, DOMAINS), "spec_version": "1.4", "added_later": [1, 2]}
+    with pytest.raises(pinsdk.EnvelopeFormatError, match="unknown key 'added_later'"):
+        pinsdk.verify_envelope(_signed(key, unknown), [key.public_key()])
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,7 @@ def test_load(tmp_path: Path) -> None:
     [
         ([], "must be a JSON object"),
         ({"domains": {}}, "'domains' must be a list"),
-        ({"deny": "sha256/x"}, "'deny' must be a list"),
+        ({"domains": [], "deny": "sha256/x"}, "'deny' must be a list"),
         ({"domains": [{"host": "a.com"}]}, "needs 'host' and 'pins'"),
         ({"domains": [{"host": "a.com", "pins": A}]}, "must be a list"),
         ({"domains": [{"host": "a.com", "pins": []}]}, "has no pins"),
@@ -82,10 +82,10 @@ def test_load(tmp_path: Path) -> None:
         ({"domains": [{"host": "a.com", "pins": [A, B], "expires": "2027-06-01"}]}, "RFC 3339"),
         ({"domains": [{"host": "a.com", "pins": [A, B], "expires": 5}]}, "RFC 3339"),
         ({"domains": ["a.com"]}, "must be an object"),
-        ({"version": -1}, "non-negative integer"),
-        ({"version": True}, "non-negative integer"),
-        ({"version": "1"}, "non-negative integer"),
-        ({"deny": ["md5/abc"]}, "'md5/abc'"),
+        ({"domains": [], "version": -1}, "non-negative integer"),
+        ({"domains": [], "version": True}, "non-negative integer"),
+        ({"domains": [], "version": "1"}, "non-negative integer"),
+        ({"domains": [], "deny": ["md5/abc"]}, "'md5/abc'"),
     ],
 )
 def test_bad_json_names_what_is_wrong(doc: object, message: str) -> None:
@@ -93,14 +93,14 @@ def test_bad_json_names_what_is_wrong(doc: object, message: str) -> None:
         PinPolicy.from_dict(doc)  # type: ignore[arg-type]
 
 
-def test_unknown_keys_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    doc = {"future": 1, "domains": [{"host": "a.com", "pins": [A, B], "colour": "red"}]}
-    with caplog.at_level(logging.WARNING, logger="pinsdk"):
-        policy = PinPolicy.from_dict(doc)
-    assert policy.pins_for("a.com") == {A, B}
-    text = caplog.text
-    assert "['future']" in text
-    assert "['colour']" in text
+def test_extension_keys_are_ignored_and_unknown_keys_refused() -> None:
+    doc = {"x-future": 1, "domains": [{"host": "a.com", "pins": [A, B], "x-colour": "red"}]}
+    assert PinPolicy.from_dict(doc).pins_for("a.com") == {A, B}
+    with pytest.raises(PinConfigError, match="unknown key 'future' in the pin policy"):
+        PinPolicy.from_dict({**doc, "future": 1})
+    entry = {"host": "a.com", "pins": [A, B], "colour": "red"}
+    with pytest.raises(PinConfigError, match=r"unknown key 'colour' in domain 'a\.com'"):
+        PinPolicy.from_dict({"domains": [entry]})
 
 
 def test_expiry_turns_pinning_off_for_that_domain_only() -> None:

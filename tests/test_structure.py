@@ -16,7 +16,18 @@ from pinsdk import sslhook
 from pinsdk.loopback import LoopbackTLSServer
 
 PACKAGE = Path(pinsdk.__file__).parent
-SANS_IO = ["errors", "pins", "hosts", "policy", "check", "timeutil", "keys", "envelope", "trust"]
+SANS_IO = [
+    "errors",
+    "pins",
+    "hosts",
+    "policy",
+    "schema",
+    "check",
+    "timeutil",
+    "keys",
+    "envelope",
+    "trust",
+]
 
 
 @pytest.mark.parametrize("module", SANS_IO)
