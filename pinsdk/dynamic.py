@@ -22,7 +22,7 @@ import attrs
 import httpx
 from anyio.abc import TaskGroup
 
-from .cache import FLOOR_SUFFIX, read_cache, read_floor, write_cache, write_floor
+from .cache import cache_lock, read_cache, remove_legacy_floor, unsafe_directory, write_cache
 from .client import AsyncClient
 from .envelope import DEFAULT_CLOCK_LEEWAY
 from .errors import PinConfigError, UpdateRejectedError
@@ -258,25 +258,21 @@ class DynamicPins:
 
     def _load_cache(self) -> None:
         assert self.cache_path is not None
-        floor = read_floor(self.cache_path + FLOOR_SUFFIX)
-        if floor > self._trust.version:
-            # Kept apart from the cache: restoring an old cache file cannot lower it.
-            self._trust = attrs.evolve(self._trust, floor=floor)
+        problem = unsafe_directory(self.cache_path)
+        if problem is not None:
+            logger.warning("pin cache %s is not used: %s", self.cache_path, problem)
+            return
         cached = read_cache(self.cache_path)
         if cached is None:
             return
         try:
             restored = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
         except UpdateRejectedError as exc:
-            logger.warning("pin cache %s ignored: %s", self.cache_path, exc.reason)
-            return
-        if restored.version < floor:
             logger.warning(
-                "pin cache %s holds version %d but version %d was accepted before (an old "
-                "file put back?); ignoring it",
+                "pin cache %s is corrupt and not trusted (%s); the bootstrap and the update "
+                "server decide",
                 self.cache_path,
-                restored.version,
-                floor,
+                exc.reason,
             )
             return
         if restored.document is None or (
@@ -284,7 +280,6 @@ class DynamicPins:
         ):
             logger.info("pin cache %s is not newer than the bootstrap; not used", self.cache_path)
             return
-        restored = attrs.evolve(restored, floor=max(restored.floor, floor))
         self._install(restored)
         if isinstance(cached, dict):
             etag, modified = cached.get("etag"), cached.get("last_modified")
@@ -447,14 +442,45 @@ class DynamicPins:
     async def _save(self) -> None:
         if self.cache_path is None:
             return
-        content = to_cache(self._trust, {"etag": self._etag, "last_modified": self._last_modified})
-        path = self.cache_path
-        floor = self._trust.version
+        path, trust = self.cache_path, self._trust
+        extra = {"etag": self._etag, "last_modified": self._last_modified}
         try:
-            await anyio.to_thread.run_sync(write_cache, path, content)
-            await anyio.to_thread.run_sync(write_floor, path + FLOOR_SUFFIX, floor)
+            kept = await anyio.to_thread.run_sync(self._write_cache, path, trust, extra)
         except OSError as exc:
             logger.warning("could not write pin cache %s: %s", path, exc)
+            return
+        if kept is not None:
+            logger.debug(
+                "pin cache %s already holds version %d (another process); kept", path, kept
+            )
+
+    def _write_cache(
+        self, path: str, trust: TrustState, extra: dict[str, str | None]
+    ) -> int | None:
+        """Write ``trust`` unless the file already holds a verified document at least as new
+        (then return that version). Under the lock, so the floor on disk never goes down
+        whichever process writes last."""
+        problem = unsafe_directory(path)
+        if problem is not None:
+            raise OSError(problem)
+        with cache_lock(path):
+            held = self._cached_version(path)
+            if held is not None and held >= trust.version:
+                return held
+            write_cache(path, to_cache(trust, extra))
+            remove_legacy_floor(path)
+        return None
+
+    def _cached_version(self, path: str) -> int | None:
+        """The version of the verified document in the cache file, if it holds one."""
+        cached = read_cache(path, quiet=True)
+        if cached is None:
+            return None
+        try:
+            held = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
+        except UpdateRejectedError:
+            return None  # corrupt or foreign: replaced by ours
+        return None if held.document is None else held.version
 
     def stats(self) -> dict[str, int]:
         """Counters: updates by outcome, handshakes and pin failures with these pins."""

@@ -52,7 +52,9 @@ def signer() -> Any:
 
 
 def doc(signer: Any, version: int, pins: list[str], **kw: Any) -> bytes:
-    return pinsdk.sign_envelope(payload(version, [{"host": "127.0.0.1", "pins": pins}], **kw), signer)
+    return pinsdk.sign_envelope(
+        payload(version, [{"host": "127.0.0.1", "pins": pins}], **kw), signer
+    )
 
 
 def dynamic(
@@ -125,7 +127,7 @@ async def test_a_compressed_document_sent_anyway_is_decoded(
     pins: dict[str, str],
     coding: str,
 ) -> None:
-    """Identity is asked for; a host that compresses anyway (a pre-compressed object) still works."""
+    """Identity is asked for; a host that compresses anyway (a pre-compressed object) works."""
     pinned = dynamic(updates, signer, device_trust())
     document = doc(signer, 3, [pins["root"], BACKUP])
     wire = "deflate" if coding == "raw deflate" else coding
