@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from types import TracebackType
@@ -21,7 +22,7 @@ import attrs
 import httpx
 from anyio.abc import TaskGroup
 
-from .cache import FLOOR_SUFFIX, read_cache, read_floor, write_cache, write_floor
+from .cache import cache_lock, read_cache, remove_legacy_floor, unsafe_directory, write_cache
 from .client import AsyncClient
 from .envelope import DEFAULT_CLOCK_LEEWAY
 from .errors import PinConfigError, UpdateRejectedError
@@ -257,25 +258,21 @@ class DynamicPins:
 
     def _load_cache(self) -> None:
         assert self.cache_path is not None
-        floor = read_floor(self.cache_path + FLOOR_SUFFIX)
-        if floor > self._trust.version:
-            # Kept apart from the cache: restoring an old cache file cannot lower it.
-            self._trust = attrs.evolve(self._trust, floor=floor)
+        problem = unsafe_directory(self.cache_path)
+        if problem is not None:
+            logger.warning("pin cache %s is not used: %s", self.cache_path, problem)
+            return
         cached = read_cache(self.cache_path)
         if cached is None:
             return
         try:
             restored = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
         except UpdateRejectedError as exc:
-            logger.warning("pin cache %s ignored: %s", self.cache_path, exc.reason)
-            return
-        if restored.version < floor:
             logger.warning(
-                "pin cache %s holds version %d but version %d was accepted before (an old "
-                "file put back?); ignoring it",
+                "pin cache %s is corrupt and not trusted (%s); the bootstrap and the update "
+                "server decide",
                 self.cache_path,
-                restored.version,
-                floor,
+                exc.reason,
             )
             return
         if restored.document is None or (
@@ -283,7 +280,6 @@ class DynamicPins:
         ):
             logger.info("pin cache %s is not newer than the bootstrap; not used", self.cache_path)
             return
-        restored = attrs.evolve(restored, floor=max(restored.floor, floor))
         self._install(restored)
         if isinstance(cached, dict):
             etag, modified = cached.get("etag"), cached.get("last_modified")
@@ -326,12 +322,18 @@ class DynamicPins:
         return UpdateResult(status, reason, self._trust.version, _now(), http_status)
 
     async def _refresh_locked(self) -> UpdateResult:
-        headers = {"Accept": "application/vnd.pinsdk.pinset+json, application/json"}
+        headers = {
+            "Accept": "application/vnd.pinsdk.pinset+json, application/json",
+            # Compression would let a small body inflate past max_size before it is
+            # counted; anything sent compressed anyway is decoded under the cap.
+            "Accept-Encoding": "identity",
+        }
         if self._trust.document is not None:
             if self._etag:
                 headers["If-None-Match"] = self._etag
             if self._last_modified:
                 headers["If-Modified-Since"] = self._last_modified
+        conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
         limit = 3 * self.timeout
         status_code: int | None = None
         try:
@@ -341,19 +343,16 @@ class DynamicPins:
                     client.stream("GET", self.update_url, headers=headers) as response,
                 ):
                     status_code = response.status_code
-                    early = self._check_response(response)
+                    early = self._check_response(response, conditional=conditional)
                     if early is not None:
                         return early
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > self.max_size:
-                            return self._result(
-                                UpdateStatus.REJECTED,
-                                f"document is larger than max_size ({self.max_size} bytes); "
-                                "download aborted",
-                                status_code,
-                            )
+                    try:
+                        reader = _BodyReader(response.headers, self.max_size)
+                        async for chunk in response.aiter_raw():
+                            reader.feed(chunk)
+                        body = reader.finish()
+                    except _BodyRefused as refused:
+                        return self._result(UpdateStatus.REJECTED, str(refused), status_code)
                     etag = response.headers.get("ETag")
                     modified = response.headers.get("Last-Modified")
         except TimeoutError:
@@ -364,7 +363,7 @@ class DynamicPins:
             return self._result(
                 UpdateStatus.FAILED, f"{type(exc).__name__}: {exc or 'no detail'}", status_code
             )
-        decision = await self._apply(bytes(body))
+        decision = await self._apply(body)
         if decision.status is not UpdateStatus.REJECTED:
             self._etag, self._last_modified = etag, modified
             if decision.status is UpdateStatus.UPDATED:
@@ -390,11 +389,22 @@ class DynamicPins:
             self._install(decision.state)
         return decision
 
-    def _check_response(self, response: httpx.Response) -> UpdateResult | None:
+    def _check_response(
+        self, response: httpx.Response, *, conditional: bool
+    ) -> UpdateResult | None:
         code = response.status_code
         if code == 304:
             if self._trust.document is None:
                 return self._result(UpdateStatus.FAILED, "HTTP 304 but no document is held", code)
+            if not conditional:
+                # "Not modified" since nothing: it says nothing about the document in force,
+                # which may have expired, so it must not count as a successful check.
+                return self._result(
+                    UpdateStatus.FAILED,
+                    "HTTP 304 to a request that was not conditional (no If-None-Match or "
+                    "If-Modified-Since was sent)",
+                    code,
+                )
             return self._result(
                 UpdateStatus.NOT_MODIFIED,
                 f"HTTP 304: version {self._trust.version} is current",
@@ -432,14 +442,45 @@ class DynamicPins:
     async def _save(self) -> None:
         if self.cache_path is None:
             return
-        content = to_cache(self._trust, {"etag": self._etag, "last_modified": self._last_modified})
-        path = self.cache_path
-        floor = self._trust.version
+        path, trust = self.cache_path, self._trust
+        extra = {"etag": self._etag, "last_modified": self._last_modified}
         try:
-            await anyio.to_thread.run_sync(write_cache, path, content)
-            await anyio.to_thread.run_sync(write_floor, path + FLOOR_SUFFIX, floor)
+            kept = await anyio.to_thread.run_sync(self._write_cache, path, trust, extra)
         except OSError as exc:
             logger.warning("could not write pin cache %s: %s", path, exc)
+            return
+        if kept is not None:
+            logger.debug(
+                "pin cache %s already holds version %d (another process); kept", path, kept
+            )
+
+    def _write_cache(
+        self, path: str, trust: TrustState, extra: dict[str, str | None]
+    ) -> int | None:
+        """Write ``trust`` unless the file already holds a verified document at least as new
+        (then return that version). Under the lock, so the floor on disk never goes down
+        whichever process writes last."""
+        problem = unsafe_directory(path)
+        if problem is not None:
+            raise OSError(problem)
+        with cache_lock(path):
+            held = self._cached_version(path)
+            if held is not None and held >= trust.version:
+                return held
+            write_cache(path, to_cache(trust, extra))
+            remove_legacy_floor(path)
+        return None
+
+    def _cached_version(self, path: str) -> int | None:
+        """The version of the verified document in the cache file, if it holds one."""
+        cached = read_cache(path, quiet=True)
+        if cached is None:
+            return None
+        try:
+            held = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
+        except UpdateRejectedError:
+            return None  # corrupt or foreign: replaced by ours
+        return None if held.document is None else held.version
 
     def stats(self) -> dict[str, int]:
         """Counters: updates by outcome, handshakes and pin failures with these pins."""
@@ -496,6 +537,98 @@ class DynamicPins:
 
     async def _notify(self, result: UpdateResult) -> None:
         await run_hook(self.on_update, result, "on_update")
+
+
+class _BodyRefused(Exception):
+    """The body cannot be taken: the message is the rejection reason."""
+
+
+class _BodyReader:
+    """Collects a raw response body, never holding more than ``max_size`` (+1) of it.
+
+    ``identity`` is read as is. ``gzip`` and ``deflate``, if a server sends them
+    although identity was asked for, are inflated in steps capped at what ``max_size``
+    still allows, so a compression bomb stops at the cap. Any other coding is refused.
+    """
+
+    def __init__(self, headers: httpx.Headers, max_size: int) -> None:
+        codings = [
+            c.strip().lower() for c in headers.get_list("Content-Encoding", split_commas=True)
+        ]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in _DECODED_CODINGS):
+            raise _BodyRefused(
+                f"Content-Encoding {', '.join(codings)!r} is not accepted (the request asked "
+                "for identity; gzip and deflate are decoded): serve the document uncompressed"
+            )
+        self.coding = codings[0] if codings else None
+        self.max_size = max_size
+        self.raw = 0
+        self.head = b""  # deflate: the first bytes say whether a zlib header is there
+        self.body = bytearray()
+        self.decoder: zlib._Decompress | None = None
+        if self.coding in ("gzip", "x-gzip"):
+            self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def _too_large(self) -> _BodyRefused:
+        if self.coding is None:
+            return _BodyRefused(
+                f"document is larger than max_size ({self.max_size} bytes); download aborted"
+            )
+        return _BodyRefused(
+            f"document is larger than max_size ({self.max_size} bytes) once {self.coding} "
+            "is decoded (a compression bomb?); download aborted"
+        )
+
+    def feed(self, data: bytes) -> None:
+        self.raw += len(data)
+        if self.coding is None:
+            self.body += data
+            if len(self.body) > self.max_size:
+                raise self._too_large()
+            return
+        if self.raw > self.max_size:
+            raise _BodyRefused(
+                f"{self.coding} body is larger than max_size ({self.max_size} bytes); "
+                "download aborted"
+            )
+        if self.decoder is None:  # deflate: zlib-wrapped as the RFC says, or raw as some send
+            self.head += data
+            if len(self.head) < 2:
+                return
+            data, self.head = self.head, b""
+            zlib_header = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self.decoder = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        self._inflate(self.decoder, data)
+
+    def _inflate(self, decoder: zlib._Decompress, data: bytes) -> None:
+        try:
+            while data:  # bounded: every pass adds output, and output past the cap stops it
+                if decoder.eof:
+                    raise _BodyRefused(f"data follows the end of the {self.coding} stream")
+                room = self.max_size - len(self.body) + 1
+                out = decoder.decompress(data, room)
+                self.body += out
+                if len(self.body) > self.max_size:
+                    raise self._too_large()
+                data = decoder.unconsumed_tail
+                if data and not out:
+                    raise _BodyRefused(f"{self.coding} body does not decode")
+            if decoder.unused_data:
+                raise _BodyRefused(f"data follows the end of the {self.coding} stream")
+        except zlib.error as exc:
+            raise _BodyRefused(f"{self.coding} body is corrupt ({exc})") from None
+
+    def finish(self) -> bytes:
+        if self.coding is not None:
+            if self.head:  # deflate bodies shorter than two bytes
+                raise _BodyRefused(f"{self.coding} body is truncated")
+            if self.decoder is None or not self.decoder.eof:
+                raise _BodyRefused(f"{self.coding} body is truncated")
+        return bytes(self.body)
+
+
+_DECODED_CODINGS = ("gzip", "x-gzip", "deflate")
 
 
 def _client(pins: DynamicPins) -> httpx.AsyncClient:

@@ -20,9 +20,11 @@ from .envelope import DEFAULT_CLOCK_LEEWAY, VerifiedPayload, verify_envelope
 from .errors import EquivocationError, RollbackError, UpdateRejectedError
 from .keys import KeySet
 
-__all__ = ["CACHE_FORMAT", "TrustState", "UpdateStatus", "accept", "restore"]
+__all__ = ["CACHE_FORMAT", "MAX_VERSION", "TrustState", "UpdateStatus", "accept", "restore"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 1  # the "floor" field is optional, so older readers still load newer files
+# The largest version a document can carry: its JSON integers have at most 19 digits.
+MAX_VERSION = 10**19 - 1
 
 
 class UpdateStatus(Enum):
@@ -127,13 +129,41 @@ def _b64(data: bytes) -> str:
 
 
 def to_cache(state: TrustState, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The cache file's JSON: raw envelopes only, so loading re-verifies everything."""
-    return {
+    """The cache file's JSON: raw envelopes, so loading re-verifies everything, and the floor.
+
+    The floor written is the version of the document written with it: one file, one
+    atomic write, so the two cannot disagree.
+    """
+    content: dict[str, Any] = {
+        **(extra or {}),
         "pinsdk_cache": CACHE_FORMAT,
         "rotations": [_b64(r) for r in state.rotations],
         "document": None if state.envelope is None else _b64(state.envelope),
-        **(extra or {}),
     }
+    if state.document is not None:
+        content["floor"] = state.document.version
+    return content
+
+
+def _check_floor(floor: object, document: VerifiedPayload | None) -> None:
+    """A recorded floor must be the cached document's own version, or absent.
+
+    A floor above it would refuse every update up to that number on the word of an
+    unsigned field; one below it means the file was not written by pinsdk.
+    """
+    if floor is None:
+        return  # derived from the document (files written before the floor moved here)
+    if isinstance(floor, bool) or not isinstance(floor, int) or not 1 <= floor <= MAX_VERSION:
+        raise UpdateRejectedError(
+            f"cache file floor {str(floor)[:40]!r} is not a version (an integer from 1 to "
+            f"{MAX_VERSION})"
+        )
+    if document is None:
+        raise UpdateRejectedError(f"cache file holds floor {floor} but no document")
+    if floor != document.version:
+        raise UpdateRejectedError(
+            f"cache file floor {floor} does not match its document's version {document.version}"
+        )
 
 
 def restore(
@@ -143,7 +173,9 @@ def restore(
 
     The key rotations are replayed from the app's own keys, so a tampered file cannot
     introduce a key; expiry is not checked (an expired document still holds the
-    rollback floor). Raises :class:`UpdateRejectedError` if anything does not verify.
+    rollback floor). The floor is the verified document's version: a recorded ``floor``
+    that is not exactly that makes the file corrupt. Raises
+    :class:`UpdateRejectedError` if anything does not verify.
     """
     if not isinstance(cached, dict) or cached.get("pinsdk_cache") != CACHE_FORMAT:
         raise UpdateRejectedError("not a pinsdk cache file of a known format")
@@ -164,4 +196,5 @@ def restore(
         if decision.status is UpdateStatus.REJECTED:
             raise UpdateRejectedError(f"cached document does not verify: {decision.reason}")
         state = decision.state
+    _check_floor(cached.get("floor"), state.document)
     return state

@@ -388,7 +388,7 @@ async def test_cache_survives_restart_and_keeps_the_rollback_floor(
     async with first:
         assert (await first.refresh()).status is UpdateStatus.UPDATED
     assert cache.exists()
-    assert sorted(p.name for p in cache.parent.iterdir()) == ["pins.cache", "pins.cache.floor"]
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["pins.cache", "pins.cache.lock"]
     # Later, after the document expired: it still loads, still pins, and is the floor.
     second = dynamic(updates, signer, device_trust(), cache_path=cache)
     async with second:
@@ -462,7 +462,7 @@ async def test_crash_between_write_and_rename_keeps_the_last_good_cache(
     assert (await pinned.refresh()).status is UpdateStatus.UPDATED  # in memory
     assert "could not write pin cache" in caplog.text
     assert cache.read_bytes() == good
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pins.cache", "pins.cache.floor"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pins.cache", "pins.cache.lock"]
     monkeypatch.undo()
     restarted = dynamic(updates, signer, device_trust(), cache_path=cache)
     async with restarted:
