@@ -484,7 +484,8 @@ class DynamicPins:
 
     def stats(self) -> dict[str, int]:
         """Counters: updates by outcome, handshakes and pin failures with these pins."""
-        return self.monitor.stats.as_dict(self.current.version)
+        policy = self.current
+        return self.monitor.stats.as_dict(policy.version, policy)
 
     async def heal(self, host: str, expected: frozenset[str]) -> bool:
         """After an enforced pin failure on ``host``: refresh out of schedule (at most once
@@ -507,7 +508,7 @@ class DynamicPins:
             finally:
                 done.set()
                 self._heal_inflight = None
-        return self.current.pins_for(host) != expected
+        return self.current.pins_for(host, mode="enforce") != expected
 
     # -- schedule ----------------------------------------------------------------------
 

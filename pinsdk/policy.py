@@ -692,9 +692,15 @@ class PinPolicy:
                 return d.report_uri
         return self.report_uri
 
-    def pins_for(self, host: str, *, now: datetime | float | None = None) -> frozenset[str]:
-        """The union of the pins of every matching, unexpired domain (empty if unpinned)."""
+    def pins_for(
+        self, host: str, *, now: datetime | float | None = None, mode: Mode | None = None
+    ) -> frozenset[str]:
+        """The union of the pins of every matching, unexpired domain (empty if unpinned);
+        with ``mode``, of the entries in that mode only (``"enforce"``: what a connection
+        must match, since report-mode entries never widen it)."""
         found = self.lookup(host, now=now)
+        if mode is not None:
+            found = tuple(d for d in found if d.mode == mode)
         if len(found) == 1:
             return found[0].pins
         return frozenset().union(*(d.pins for d in found))
