@@ -128,3 +128,11 @@ async def test_report_entry_still_reports_when_the_enforced_entry_passes(
     assert len(seen) == 1
     assert seen[0].enforced is False
     assert set(seen[0].expected_pins) == {TRIAL, OTHER}
+
+
+def test_pins_for_can_leave_report_entries_out() -> None:
+    """Self-healing compares what a connection must match: enforced pins only."""
+    policy = pinsdk.PinPolicy([ENFORCED, REPORTED])
+    assert policy.pins_for(HOST) == {GOOD, BACKUP, TRIAL}
+    assert policy.pins_for(HOST, mode="enforce") == {GOOD, BACKUP}
+    assert policy.pins_for(HOST, mode="report") == {TRIAL, BACKUP}
