@@ -24,6 +24,7 @@ from pinsdk import DomainPins, PinPolicy
 from pinsdk.loopback import LoopbackTLSServer, Reply
 
 from ..conftest import TOKEN
+from ..signing import ed25519_key, payload
 
 pytestmark = pytest.mark.anyio
 
@@ -76,6 +77,42 @@ async def test_deny_stops_a_kept_alive_connection(
     assert len(server.received) == before  # not one byte after the deny
     assert server.connections == 2
     assert client.stats()["pin_failures_enforced"] == 2
+
+
+async def test_signed_update_denying_a_stolen_key_reaches_the_pool(
+    serve: Callable[..., LoopbackTLSServer],
+    api_cert: trustme.LeafCert,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+) -> None:
+    """The issue's reproduction, with DynamicPins: after apply_document() accepts a document
+    that denies the server's key, the kept-alive connection serves nothing more."""
+    signer = ed25519_key()
+    entry = {"host": "127.0.0.1", "pins": [pins["intermediate"], BACKUP]}
+    server = serve(api_cert)
+    dynamic = pinsdk.DynamicPins(
+        "https://localhost/pins.json",
+        [signer.public_key()],
+        bootstrap=pinsdk.sign_envelope(payload(1, [entry]), signer),
+        auto_refresh=False,
+        verify=device_trust(),
+        self_heal_interval=None,  # no refresh from the (absent) update server
+    )
+    async with pinsdk.AsyncClient(pins=dynamic, verify=device_trust(), http2=True) as client:
+        for _ in range(2):  # the second one proves the connection is kept alive
+            ok = await client.get(server.url(), headers={"Authorization": TOKEN})
+            assert ok.status_code == 200
+        assert server.connections == 1
+        before = len(server.received)
+        deny = pinsdk.sign_envelope(payload(2, [entry], deny=[pins["leaf"]]), signer)
+        assert (await dynamic.apply_document(deny)).status is pinsdk.UpdateStatus.UPDATED
+        for _ in range(3):
+            with pytest.raises(pinsdk.PinValidationError) as info:
+                await client.get(server.url(), headers={"Authorization": TOKEN})
+            assert info.value.denied_pins == (pins["leaf"],)
+    assert server.wait_idle()
+    assert len(server.requests) == 2
+    assert len(server.received) == before
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
