@@ -382,25 +382,28 @@ class _Recheck:
 
 class _RecheckedSSLObject(_Recheck, PinnedSSLObject):
     """A :class:`PinnedSSLObject` for a pin source whose policy can change (not a static
-    :class:`PinPolicy`): every read and write first compares the policy in force with the
-    one the connection was checked under (one attribute read and an identity test) and,
-    only when it changed, checks the verified chain again before any byte moves."""
+    :class:`PinPolicy`): every write, and every read with data to return, compares the
+    policy in force with the one the connection was checked under (reading ``.current``
+    and an identity test) and, only when it changed, checks the verified chain again
+    before any byte is sent or returned."""
 
     def do_handshake(self) -> None:
         self._sslobj.do_handshake()  # type: ignore[attr-defined]
         self._checked_under = self.pin_check(self)
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        # ssl.SSLObject.read, inlined (one Python frame per read is enough), with the
+        # guard after it: a read with nothing to return (SSLWantReadError, about one in
+        # two) then costs nothing, and data is never returned without the guard.
+        tls: Any = self._sslobj  # type: ignore[attr-defined]
+        data = tls.read(len) if buffer is None else tls.read(len, buffer)
         try:
             changed = self._checked_under is not self.pin_source.current
         except Exception as exc:
             raise _source_failed(exc) from exc
         if changed:
             self._recheck("receive")
-        # ssl.SSLObject.read, inlined: one Python frame per read is enough.
-        if buffer is not None:
-            return self._sslobj.read(len, buffer)  # type: ignore[attr-defined]
-        return self._sslobj.read(len)  # type: ignore[attr-defined]
+        return data
 
     def write(self, data: Any) -> int:
         try:
