@@ -22,7 +22,12 @@ from .keys import keyid_of
 from .pins import parse_pin, spki_pin
 from .policy import DomainPins, PinPolicy
 from .reporting import Reporting
-from .request_errors import PinCheckUnavailableError, PinValidationError, PlaintextRequestError
+from .request_errors import (
+    PinCheckUnavailableError,
+    PinValidationError,
+    PlaintextRequestError,
+    SNIHostnameError,
+)
 from .sslhook import pinned_ssl_context
 from .transport import PinnedTransport
 from .trust import UpdateStatus
@@ -55,6 +60,7 @@ __all__ = [
     "PinnedTransport",
     "PinningError",
     "PlaintextRequestError",
+    "SNIHostnameError",
     "Verdict",
     "__version__",
     "normalize_host",

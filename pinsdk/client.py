@@ -11,8 +11,8 @@ import httpx
 
 from .errors import PinConfigError
 from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
-from .sslhook import PinsArg, VerifyTypes, as_source, pinned_ssl_context
-from .transport import PinnedTransport
+from .sslhook import PinCheck, PinsArg, VerifyTypes, as_source, pin_check_of, pinned_ssl_context
+from .transport import PinnedTransport, pinned_proxy_context
 
 __all__ = ["AsyncClient"]
 
@@ -22,7 +22,8 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
 
     Every httpx argument works (``proxy=``, environment proxies with
     ``trust_env=True``, ``http2=``, ``limits=``, ``mounts=`` …): each transport the
-    client builds, the proxy ones included, carries the pin check. A ``transport=`` or
+    client builds, the proxy ones included, carries the pin check, and an ``https://``
+    proxy's own TLS is verified with ``verify``'s trust and pin-checked. A ``transport=`` or
     ``mounts=`` entry that is not a :class:`PinnedTransport` would bypass pinning and
     is refused with a ``ValueError`` (:class:`~pinsdk.PinConfigError`).
 
@@ -70,6 +71,13 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
         self._pinned_context: ssl.SSLContext = pinned_ssl_context(
             self.pins, verify=verify, trust_env=trust_env, monitors=[self.monitor]
         )
+        check = pin_check_of(self._pinned_context)
+        assert check is not None
+        self._check: PinCheck = check
+        self._verify = verify
+        # The context of https:// proxies' own TLS, built on first use and shared by
+        # every proxy transport of this client (one trust store load).
+        self._proxy_context: ssl.SSLContext | None = None
         super().__init__(
             verify=self._pinned_context,
             transport=transport,
@@ -117,6 +125,14 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
         http2: bool = False,
         limits: httpx.Limits = httpx._config.DEFAULT_LIMITS,
     ) -> httpx.AsyncBaseTransport:
+        if proxy.url.scheme == "https" and proxy.ssl_context is None:
+            if self._proxy_context is None:
+                self._proxy_context = pinned_proxy_context(
+                    self._check, verify=self._verify, trust_env=trust_env
+                )
+            proxy = httpx.Proxy(
+                proxy.url, ssl_context=self._proxy_context, auth=proxy.auth, headers=proxy.headers
+            )
         return PinnedTransport(
             self.pins,
             verify=self._pinned_context,

@@ -177,7 +177,9 @@ class PinCheck:
         for counts in self._counters:
             counts[key] += 1
 
-    def __call__(self, obj: ssl.SSLObject | ssl.SSLSocket) -> None:
+    def __call__(self, obj: ssl.SSLObject | ssl.SSLSocket) -> PinPolicy:
+        """Check the completed handshake of ``obj``; return the policy it passed (or was
+        only reported under), raise :class:`PinValidationError` if it is refused."""
         # The hot path reads the C-level TLS object directly: every Python-level step
         # here runs once per handshake on a cold interpreter, so each one counts.
         raw = obj._sslobj  # type: ignore[union-attr]
@@ -210,7 +212,7 @@ class PinCheck:
             if certs and passed.get(host) == certs:
                 for counts in self._counters:
                     counts["handshakes_passed"] += 1
-                return
+                return policy
             verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
             if verdict is None:
                 # A pass turns into a failure only when an entry expires: then no memo.
@@ -219,18 +221,62 @@ class PinCheck:
                         passed.clear()
                     passed[host] = certs
                 self._count("handshakes_passed")
-                return
+                return policy
             chain = [cert.public_bytes(_DER) for cert in certs]  # for the message
         else:  # no certificate objects on this Python: the public DER route
             chain = verified_chain(obj)
             verdict = evaluate(policy, host, chain, cache=self.cache)
             if verdict is None:
                 self._count("handshakes_passed")
-                return
+                return policy
         self._fail(obj, verdict, chain)
+        return policy
+
+    def recheck(self, obj: ssl.SSLObject | ssl.SSLSocket, policy: PinPolicy, stage: str) -> None:
+        """Check an established connection again, under ``policy`` (which replaced the one
+        its handshake passed). Raises :class:`PinValidationError` if ``policy`` enforces a
+        refusal of its verified chain; a report-mode mismatch was reported at the handshake
+        and is not reported again per connection."""
+        raw = obj._sslobj  # type: ignore[union-attr]
+        host = raw.server_hostname
+        if not host:
+            raise PinCheckUnavailableError("refusing the connection: no server name to pin")
+        if not isinstance(policy, PinPolicy):
+            raise PinCheckUnavailableError(
+                f"refusing the connection to {host}: the pin source failed: it returned "
+                f"{type(policy).__name__}, not PinPolicy"
+            )
+        passed_policy, passed = self._passed
+        if policy is not passed_policy:
+            passed = {}
+            self._passed = (policy, passed)
+        if _CERT_OBJECTS:
+            certs = raw.get_verified_chain() or []
+            if certs and passed.get(host) == certs:
+                return
+            verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
+            if verdict is None:
+                if certs and not policy.has_expiring_entries:
+                    if len(passed) >= _PASSED_MAX:
+                        passed.clear()
+                    passed[host] = certs
+                return
+            chain = [cert.public_bytes(_DER) for cert in certs]
+        else:
+            chain = verified_chain(obj)
+            verdict = evaluate(policy, host, chain, cache=self.cache)
+            if verdict is None:
+                return
+        if verdict.enforced:
+            self._fail(obj, verdict, chain, stage)  # raises
+        logger.debug("pooled connection to %s: report-mode mismatch after a policy change", host)
 
     def _fail(
-        self, obj: ssl.SSLObject | ssl.SSLSocket, verdict: Verdict, chain: list[bytes]
+        self,
+        obj: ssl.SSLObject | ssl.SSLSocket,
+        verdict: Verdict,
+        chain: list[bytes],
+        stage: str = "handshake",
     ) -> None:
         self._count("pin_failures_enforced" if verdict.enforced else "pin_failures_reported")
         failure = PinFailure.from_verdict(
@@ -241,13 +287,21 @@ class PinCheck:
         )
         if verdict.enforced:
             logger.warning(
-                "pin failure for %s (enforced, connection refused): %s; served %s; expected %s",
+                "pin failure for %s (enforced, connection refused%s): %s; served %s; expected %s",
                 verdict.host,
+                "" if stage == "handshake" else f" before its next {stage}",
                 verdict.reason,
                 list(verdict.served_pins),
                 sorted(verdict.expected_pins),
             )
-            raise PinValidationError(describe_failure(verdict, chain), verdict, failure)
+            message = describe_failure(verdict, chain)
+            if stage != "handshake":
+                message += (
+                    f"\n  This kept-alive connection passed the pin check of an earlier policy; "
+                    f"the policy now in force (version {verdict.policy_version}) refuses it, so "
+                    f"it is not used again (refused before its next {stage})."
+                )
+            raise PinValidationError(message, verdict, failure, stage=stage)
         logger.warning(
             "pin failure for %s (report mode, connection allowed): %s; served %s; expected %s",
             verdict.host,
@@ -291,6 +345,76 @@ class PinnedSSLObject(ssl.SSLObject):
         self.pin_check(self)
 
 
+def _source_failed(exc: Exception) -> PinCheckUnavailableError:
+    return PinCheckUnavailableError(
+        f"refusing to use a kept-alive connection: the pin source failed: {exc!r}"
+    )
+
+
+class _Recheck:
+    """What a TLS object of a changing pin source remembers: the policy its verified chain
+    was last checked under, and the refusal once a later policy refused it."""
+
+    pin_check: ClassVar[PinCheck]
+    pin_source: ClassVar[PinSource]
+    # Class-level defaults: a write before the handshake finds no policy and rechecks.
+    _checked_under: PinPolicy | None = None
+    # What the refusal said (not the exception: its traceback would hold this object).
+    _refusal: tuple[str, Verdict, PinFailure | None] | None = None
+
+    def _recheck(self, stage: str) -> None:
+        """The policy in force is not the one this connection was checked under."""
+        refusal = self._refusal
+        if refusal is not None:  # refused once: refused for good, whatever comes next
+            raise PinValidationError(*refusal, stage=stage)
+        check = self.pin_check
+        try:
+            policy = self.pin_source.current
+        except Exception as exc:
+            raise _source_failed(exc) from exc
+        try:
+            check.recheck(self, policy, stage)  # type: ignore[arg-type]
+        except PinValidationError as exc:
+            self._refusal = (str(exc), exc.verdict, exc.failure)
+            raise
+        self._checked_under = policy
+
+
+class _RecheckedSSLObject(_Recheck, PinnedSSLObject):
+    """A :class:`PinnedSSLObject` for a pin source whose policy can change (not a static
+    :class:`PinPolicy`): every write, and every read with data to return, compares the
+    policy in force with the one the connection was checked under (reading ``.current``
+    and an identity test) and, only when it changed, checks the verified chain again
+    before any byte is sent or returned."""
+
+    def do_handshake(self) -> None:
+        self._sslobj.do_handshake()  # type: ignore[attr-defined]
+        self._checked_under = self.pin_check(self)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        # ssl.SSLObject.read, inlined (one Python frame per read is enough), with the
+        # guard after it: a read with nothing to return (SSLWantReadError, about one in
+        # two) then costs nothing, and data is never returned without the guard.
+        tls: Any = self._sslobj  # type: ignore[attr-defined]
+        data = tls.read(len) if buffer is None else tls.read(len, buffer)
+        try:
+            changed = self._checked_under is not self.pin_source.current
+        except Exception as exc:
+            raise _source_failed(exc) from exc
+        if changed:
+            self._recheck("receive")
+        return data
+
+    def write(self, data: Any) -> int:
+        try:
+            changed = self._checked_under is not self.pin_source.current
+        except Exception as exc:
+            raise _source_failed(exc) from exc
+        if changed:
+            self._recheck("send")
+        return self._sslobj.write(data)  # type: ignore[attr-defined,no-any-return]
+
+
 class PinnedSSLSocket(ssl.SSLSocket):
     """The blocking-socket twin, so a pinned context also protects ``httpx.Client``."""
 
@@ -305,10 +429,53 @@ class PinnedSSLSocket(ssl.SSLSocket):
             raise
 
 
+class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
+    """The socket twin of :class:`_RecheckedSSLObject`. ``sendall`` and ``sendfile`` send
+    through ``send``, ``recv`` and ``recv_into`` read through ``read`` (CPython 3.10-3.13)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        ssl.SSLSocket.do_handshake(self, block)
+        try:
+            self._checked_under = self.pin_check(self)
+        except BaseException:
+            self.close()
+            raise
+
+    def _current(self, stage: str) -> None:
+        # Unwrapped or not yet connected: no TLS, nothing pinned to recheck.
+        if self._sslobj is None:  # type: ignore[attr-defined]
+            return
+        try:
+            changed = self._checked_under is not self.pin_source.current
+        except Exception as exc:
+            raise _source_failed(exc) from exc
+        if changed:
+            self._recheck(stage)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._current("receive")
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._current("send")
+        return super().write(data)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._current("send")
+        return super().send(data, flags)
+
+
 def install_pin_check(
-    context: ssl.SSLContext, source: PinSource, monitors: Iterable[FailureMonitor] = ()
+    context: ssl.SSLContext,
+    source: PinSource,
+    monitors: Iterable[FailureMonitor] = (),
+    *,
+    check: PinCheck | None = None,
 ) -> ssl.SSLContext:
-    """Install the pin check of ``source`` on ``context`` (in place) and return it."""
+    """Install the pin check of ``source`` on ``context`` (in place) and return it.
+
+    ``check`` shares an existing :class:`PinCheck` of ``source`` (a proxy's context and the
+    origin's then count and report into the same observers)."""
     _require_verification(context)
     current: Any = context.sslobject_class
     if isinstance(current, type) and issubclass(current, PinnedSSLObject):
@@ -324,11 +491,19 @@ def install_pin_check(
             f"this SSLContext has a custom sslobject_class ({current!r}); pinsdk cannot "
             "install its pin check on it"
         )
-    check = PinCheck(source)
+    if check is None:
+        check = PinCheck(source)
+    elif check.source is not source:
+        raise PinConfigError("internal: a shared PinCheck must belong to the same pin source")
     check.add_monitors(monitors)
-    context.sslobject_class = type("PinnedSSLObject", (PinnedSSLObject,), {"pin_check": check})
+    attributes = {"pin_check": check, "pin_source": source}
+    # A static policy never changes: its connections need no recheck, and cost nothing.
+    changing = not isinstance(source, PinPolicy)
+    object_class = _RecheckedSSLObject if changing else PinnedSSLObject
+    socket_class = _RecheckedSSLSocket if changing else PinnedSSLSocket
+    context.sslobject_class = type("PinnedSSLObject", (object_class,), attributes)
     if context.sslsocket_class is ssl.SSLSocket:
-        context.sslsocket_class = type("PinnedSSLSocket", (PinnedSSLSocket,), {"pin_check": check})
+        context.sslsocket_class = type("PinnedSSLSocket", (socket_class,), attributes)
     return context
 
 
@@ -369,6 +544,17 @@ def pinned_ssl_context(
     contexts without ``CERT_REQUIRED`` and ``check_hostname`` are refused.
     """
     source = as_source(pins)
+    context = trust_context(verify, trust_env=trust_env)
+    # A pin source that observes failures itself (DynamicPins) counts every handshake too.
+    own = getattr(source, "monitor", None)
+    if own is not None and isinstance(getattr(own, "stats", None), Stats):
+        monitors = (*monitors, own)
+    return install_pin_check(context, source, monitors)
+
+
+def trust_context(verify: VerifyTypes, *, trust_env: bool = True) -> ssl.SSLContext:
+    """The verifying context ``verify`` stands for: a new one for ``True`` or a CA bundle
+    path, the context itself for an ``ssl.SSLContext`` (checked by the pin installer)."""
     if verify is True:
         context = httpx.create_ssl_context(verify=True, trust_env=trust_env)
     elif verify is False:
@@ -393,8 +579,4 @@ def pinned_ssl_context(
         raise PinConfigError(
             f"verify must be True, a CA bundle path or an ssl.SSLContext, not {verify!r}"
         )
-    # A pin source that observes failures itself (DynamicPins) counts every handshake too.
-    own = getattr(source, "monitor", None)
-    if own is not None and isinstance(getattr(own, "stats", None), Stats):
-        monitors = (*monitors, own)
-    return install_pin_check(context, source, monitors)
+    return context

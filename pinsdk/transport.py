@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
@@ -10,18 +11,21 @@ from typing import Any
 import attrs
 import httpx
 
+from .errors import PinConfigError
 from .events import PinFailure
-from .hosts import fast_normalize
+from .hosts import fast_normalize, normalize_host
 from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
-from .request_errors import PinValidationError, PlaintextRequestError
+from .request_errors import PinValidationError, PlaintextRequestError, SNIHostnameError
 from .sslhook import (
     PinCheck,
     PinsArg,
     PinSource,
     VerifyTypes,
     as_source,
+    install_pin_check,
     pin_check_of,
     pinned_ssl_context,
+    trust_context,
 )
 
 __all__ = ["PinnedTransport"]
@@ -37,14 +41,55 @@ def _default_port(url: httpx.URL) -> int | None:
     return {"https": 443, "http": 80}.get(url.scheme)
 
 
+def pinned_proxy_context(
+    check: PinCheck, *, verify: VerifyTypes, trust_env: bool
+) -> ssl.SSLContext:
+    """A context for an ``https://`` proxy's own TLS: ``verify``'s trust, ``check``'s pins.
+
+    A new context unless ``verify`` is an ``SSLContext`` (which cannot be copied): httpcore
+    sets ALPN on a context before each handshake, and a proxy's differs from an origin's.
+    """
+    context = trust_context(verify, trust_env=trust_env)
+    return install_pin_check(context, check.source, check.monitors, check=check)
+
+
+def pinned_proxy(
+    proxy: object,
+    check: PinCheck,
+    *,
+    verify: VerifyTypes,
+    trust_env: bool,
+) -> object:
+    """``proxy`` (a URL or ``httpx.Proxy``) with the pin check on its TLS, if it is an
+    ``https://`` proxy: on the user's ``Proxy(ssl_context=...)``, else on a context built
+    from ``verify`` (the client's trust, not httpcore's default store). Other proxies
+    (``http://``, SOCKS) have no TLS of their own and are returned as is."""
+    if isinstance(proxy, (str, httpx.URL)):
+        proxy = httpx.Proxy(proxy)
+    if not isinstance(proxy, httpx.Proxy) or proxy.url.scheme != "https":
+        return proxy  # httpx reports unusable values itself
+    try:
+        if proxy.ssl_context is not None:
+            install_pin_check(proxy.ssl_context, check.source, check.monitors, check=check)
+            return proxy
+        context = pinned_proxy_context(check, verify=verify, trust_env=trust_env)
+    except PinConfigError as exc:
+        raise PinConfigError(f"the https proxy {proxy.url}: {exc}") from None
+    return httpx.Proxy(proxy.url, ssl_context=context, auth=proxy.auth, headers=proxy.headers)
+
+
 class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that checks pins on every new TLS connection.
 
     ``pins`` is a :class:`~pinsdk.PinPolicy` or an object whose ``.current`` is the
     policy in force (read at each handshake). Other keyword arguments are those of
-    ``httpx.AsyncHTTPTransport`` (``proxy=``, ``limits=``, ``retries=``, ``uds=`` …);
-    with ``proxy=`` the pins apply to the origin, never to the proxy. Plaintext
-    ``http://`` requests to a host with enforced pins are refused.
+    ``httpx.AsyncHTTPTransport`` (``proxy=``, ``limits=``, ``retries=``, ``uds=`` …).
+    With ``proxy=`` the pins apply to the origin and, for an ``https://`` proxy, to the
+    proxy's own TLS too, which also uses ``verify``'s trust. Plaintext ``http://``
+    requests to a host with enforced pins are refused, and so is an ``sni_hostname``
+    extension that differs from the URL host when the URL host has enforced pins; a
+    request with another ``sni_hostname`` gets connections of its own, never shared with
+    requests that do not name it.
 
     ``on_pin_failure`` (sync or async) receives a :class:`~pinsdk.PinFailure` for every
     failure; ``reporting`` configures reports to the policy's ``report_uri`` (sent by a
@@ -80,41 +125,104 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         check = pin_check_of(self.ssl_context)
         assert check is not None
         self._check: PinCheck = check
-        self._inner = httpx.AsyncHTTPTransport(
-            verify=self.ssl_context, http2=http2, trust_env=trust_env, **kwargs
-        )
+        self._proxy_host: str | None = None
+        self._proxy_port: int | None = None
+        proxy = kwargs.get("proxy")
+        if proxy is not None:
+            kwargs["proxy"] = proxy = pinned_proxy(proxy, check, verify=verify, trust_env=trust_env)
+            if isinstance(proxy, httpx.Proxy) and proxy.url.scheme == "https":
+                self._proxy_host = fast_normalize(proxy.url.host)
+                self._proxy_port = _default_port(proxy.url)
+        self._inner_kwargs: dict[str, Any] = {
+            "verify": self.ssl_context,
+            "http2": http2,
+            "trust_env": trust_env,
+            **kwargs,
+        }
+        self._inner = httpx.AsyncHTTPTransport(**self._inner_kwargs)
+        # Requests naming another TLS server name (sni_hostname) than their URL host:
+        # one connection pool per name, since httpcore pools by URL origin alone.
+        self._sni_inner: dict[str, httpx.AsyncHTTPTransport] = {}
 
     def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
         """Refuse plaintext to enforced hosts; run the request; dispatch pin failures."""
         # The pin check itself runs inside the handshake. Here, the common case costs a
-        # scheme test: when nobody listens for failures (a static policy, no callback, no
-        # report_uri), the pool's own coroutine is returned, so the request crosses no
-        # frame of ours each time it resumes.
+        # scheme test and a dict probe: when nobody listens for failures (a static policy,
+        # no callback, no report_uri), the pool's own coroutine is returned, so the
+        # request crosses no frame of ours each time it resumes.
         if request.url.scheme == "http":
             self._check_plaintext(request)
+        inner = self._inner
+        if "sni_hostname" in request.extensions:
+            inner = self._inner_for_sni(request)
         if self._check.quiet:
-            return self._inner.handle_async_request(request)
-        return self._observed(request)
+            return inner.handle_async_request(request)
+        return self._observed(inner, request)
 
-    async def _observed(self, request: httpx.Request) -> httpx.Response:
+    def _inner_for_sni(self, request: httpx.Request) -> httpx.AsyncHTTPTransport:
+        """The pool for a request with an ``sni_hostname`` extension.
+
+        The TLS layer checks the pins of the name it sends, while httpcore reuses a
+        connection for any request to the same URL origin: a connection checked for
+        another name must never carry a request that did not ask for that name, and a
+        request to a URL host with enforced pins must be checked for that host."""
+        sni = request.extensions["sni_hostname"]
+        if sni is None:
+            return self._inner
         try:
-            response = await self._inner.handle_async_request(request)
+            name = normalize_host(sni)
+        except PinConfigError as exc:
+            raise SNIHostnameError(
+                f"refusing the request: sni_hostname {sni!r} is not a valid host name ({exc})",
+                request=request,
+            ) from None
+        url_host = normalize_host(request.url.host)
+        if name == url_host:
+            return self._inner  # the name the pool key stands for: nothing to keep apart
+        domains = self.pins.current.match_fast(url_host)
+        if any(d.mode == "enforce" for d in domains):
+            raise SNIHostnameError(
+                f"refusing the request to {request.url.host} with sni_hostname {sni!r}: "
+                f"{request.url.host} has enforced pins, and the TLS layer checks the pins of "
+                "the name it sends; leave sni_hostname unset or equal to the URL host",
+                request=request,
+            )
+        if domains:
+            logger.warning(
+                "request to report-mode pinned host %s with sni_hostname %r: the pins of %s "
+                "are not checked on this connection",
+                request.url.host,
+                sni,
+                request.url.host,
+            )
+        inner = self._sni_inner.get(name)
+        if inner is None:
+            inner = self._sni_inner[name] = httpx.AsyncHTTPTransport(**self._inner_kwargs)
+        return inner
+
+    async def _observed(
+        self, inner: httpx.AsyncHTTPTransport, request: httpx.Request
+    ) -> httpx.Response:
+        try:
+            response = await inner.handle_async_request(request)
         except PinValidationError as exc:
-            return await self._after_failure(request, exc)
+            return await self._after_failure(inner, request, exc)
         if self._check.unclaimed:  # report-mode failures: rare
             await self._dispatch_reported(request, response)
         return response
 
     async def _after_failure(
-        self, request: httpx.Request, exc: PinValidationError
+        self, inner: httpx.AsyncHTTPTransport, request: httpx.Request, exc: PinValidationError
     ) -> httpx.Response:
         await self._dispatch(request, exc)
-        if not await self._heal(exc):
+        # Only a refused handshake is safe to retry: a kept-alive connection refused by a
+        # new policy may have carried part of this request already.
+        if exc.stage != "handshake" or not await self._heal(exc):
             raise exc
         self.monitor.stats.add("self_heal_retries")
         logger.info("pins for %s changed after a refresh; retrying once", exc.host)
         try:
-            response = await self._inner.handle_async_request(request)
+            response = await inner.handle_async_request(request)
         except PinValidationError as again:
             await self._dispatch(request, again)
             raise
@@ -124,7 +232,10 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
 
     async def _dispatch(self, request: httpx.Request, exc: PinValidationError) -> None:
         if exc.failure is not None:
-            await self._dispatch_all([attrs.evolve(exc.failure, port=_default_port(request.url))])
+            port = _default_port(request.url)
+            if exc.host == self._proxy_host and exc.host != fast_normalize(request.url.host):
+                port = self._proxy_port  # the https proxy's own TLS was refused
+            await self._dispatch_all([attrs.evolve(exc.failure, port=port)])
 
     async def _dispatch_reported(self, request: httpx.Request, response: httpx.Response) -> None:
         stream = response.extensions.get("network_stream")
@@ -163,9 +274,15 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         logger.warning("plaintext request to report-mode pinned host %s", request.url.host)
 
     async def aclose(self) -> None:
-        """Close the connection pool (and stop the report sender if it runs)."""
+        """Close the connection pools (and stop the report sender if it runs)."""
         await self._inner.aclose()
+        await self._close_sni_pools()
         await self._stop_reporter()
+
+    async def _close_sni_pools(self) -> None:
+        pools, self._sni_inner = list(self._sni_inner.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> PinnedTransport:
         await self._inner.__aenter__()
@@ -180,4 +297,5 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         await self._stop_reporter()
+        await self._close_sni_pools()
         await self._inner.__aexit__(exc_type, exc_value, traceback)

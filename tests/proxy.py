@@ -11,9 +11,11 @@ import threading
 class ConnectProxy:
     """Tunnels ``CONNECT host:port`` to 127.0.0.1 only; records what it was asked."""
 
-    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls_context: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.tls_context = tls_context
+        self.host = host  # the name in url (it listens on 127.0.0.1 whatever the name)
         self.connects: list[str] = []
+        self.received = bytearray()  # what clients sent before the tunnel (after TLS)
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
@@ -24,7 +26,7 @@ class ConnectProxy:
     @property
     def url(self) -> str:
         scheme = "https" if self.tls_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def __enter__(self) -> ConnectProxy:
         self._acceptor.start()
@@ -60,6 +62,7 @@ class ConnectProxy:
                 chunk = client.recv(4096)
                 if not chunk:
                     return
+                self.received += chunk
                 head += chunk
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             method, target, _ = line.split(" ", 2)

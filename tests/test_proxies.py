@@ -36,9 +36,10 @@ def proxy_client_context(proxy_ca: trustme.CA) -> ssl.SSLContext:
 
 
 def https_proxy(proxy_ca: trustme.CA) -> ConnectProxy:
+    # Named "localhost": 127.0.0.1 is the pinned origin, and a pinned proxy is checked too.
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    proxy_ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    return ConnectProxy(tls_context=ctx)
+    proxy_ca.issue_cert("localhost").configure_cert(ctx)
+    return ConnectProxy(tls_context=ctx, host="localhost")
 
 
 @pytest.mark.parametrize("kind", ["http", "https"])

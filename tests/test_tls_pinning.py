@@ -222,8 +222,9 @@ async def test_swapped_policy_applies_to_next_new_connection(
     async with pinsdk.AsyncClient(pins=source, verify=device_trust()) as client:
         assert (await client.get(server.url())).status_code == 200
         source.current = policy(pinsdk.spki_pin(rogue_ca.cert_pem.bytes()), BACKUP)
-        # The pooled connection was checked already; it stays usable (no per-request cost).
-        assert (await client.get(server.url())).status_code == 200
+        # The pooled connection is checked again under the new policy, which refuses it.
+        with pytest.raises(pinsdk.PinValidationError):
+            await client.get(server.url())
         assert server.connections == 1
     async with pinsdk.AsyncClient(pins=source, verify=device_trust()) as client:
         with pytest.raises(pinsdk.PinValidationError):

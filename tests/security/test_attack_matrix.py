@@ -62,8 +62,8 @@ async def test_row01_mitm_with_a_device_trusted_ca(
     """A corporate or malware proxy CA the device trusts: blocked, 0 bytes, on every path."""
     rogue = serve(rogue_cert)
     proxy_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    rogue_ca.issue_cert("127.0.0.1").configure_cert(proxy_ctx)
-    proxy = ConnectProxy(tls_context=proxy_ctx if path == "https-proxy" else None)
+    rogue_ca.issue_cert("localhost").configure_cert(proxy_ctx)  # the proxy is not pinned
+    proxy = ConnectProxy(tls_context=proxy_ctx if path == "https-proxy" else None, host="localhost")
     with proxy:
         kwargs: dict[str, object] = {}
         if path != "direct":
