@@ -13,9 +13,9 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import serialization
 
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.check import evaluate
-from pinsdk.localca import LocalCA
-from pinsdk.pins import ChainPinCache, spki_pin
+from pinsdk._core.check import evaluate
+from pinsdk._core.pins import ChainPinCache, spki_pin
+from pinsdk._demo.localca import LocalCA
 
 
 def _pin(seed: str) -> str:

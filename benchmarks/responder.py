@@ -19,9 +19,9 @@ import threading
 
 from cryptography.hazmat.primitives import serialization
 
-from pinsdk.localca import LocalCA
-from pinsdk.loopback import LoopbackTLSServer
-from pinsdk.pins import spki_pin
+from pinsdk._core.pins import spki_pin
+from pinsdk._demo.localca import LocalCA
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 MAX_LIFETIME = 900.0
 

@@ -14,7 +14,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import pinsdk
-from pinsdk.timeutil import format_datetime
+from pinsdk._core.timeutil import format_datetime
 
 from .micro import realistic_policy
 from .requests import _trust

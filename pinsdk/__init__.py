@@ -1,12 +1,9 @@
 """pinsdk: public-key pinning for httpx async clients, with signed dynamic pin updates."""
 
-from __future__ import annotations
-
-from .check import Verdict
-from .client import AsyncClient
-from .dynamic import DynamicPins, UpdateResult, UpdateState
-from .envelope import VerifiedPayload, sign_envelope, verify_envelope
-from .errors import (
+from ._client import AsyncClient
+from ._core.check import Verdict
+from ._core.envelope import VerifiedPayload, sign_envelope, verify_envelope
+from ._core.errors import (
     EnvelopeFormatError,
     EquivocationError,
     ExpiredDocumentError,
@@ -16,23 +13,23 @@ from .errors import (
     SignatureError,
     UpdateRejectedError,
 )
-from .events import PinFailure
-from .hosts import normalize_host
-from .keys import keyid_of
-from .pins import parse_pin, spki_pin
-from .policy import DomainPins, PinPolicy
-from .reporting import Reporting
-from .request_errors import (
+from ._core.events import PinFailure
+from ._core.hosts import normalize_host
+from ._core.keys import keyid_of
+from ._core.pins import parse_pin, spki_pin
+from ._core.policy import DomainPins, PinPolicy
+from ._core.trust import UpdateStatus
+from ._refresher import DynamicPins, UpdateResult, UpdateState
+from ._reporting import Reporting
+from ._request_errors import (
     PinCheckUnavailableError,
     PinValidationError,
     PlaintextRequestError,
     SNIHostnameError,
 )
-from .sslhook import pinned_ssl_context
-from .transport import PinnedTransport
-from .trust import UpdateStatus
-
-__version__ = "0.1.0"
+from ._tls import pinned_ssl_context
+from ._transport import PinnedTransport
+from ._version import __version__
 
 __all__ = [
     "AsyncClient",
@@ -41,30 +38,30 @@ __all__ = [
     "EnvelopeFormatError",
     "EquivocationError",
     "ExpiredDocumentError",
-    "RollbackError",
-    "SignatureError",
-    "UpdateRejectedError",
-    "UpdateResult",
-    "UpdateState",
-    "UpdateStatus",
-    "VerifiedPayload",
-    "keyid_of",
-    "sign_envelope",
-    "verify_envelope",
     "PinCheckUnavailableError",
-    "PinFailure",
-    "Reporting",
     "PinConfigError",
+    "PinFailure",
     "PinPolicy",
     "PinValidationError",
     "PinnedTransport",
     "PinningError",
     "PlaintextRequestError",
+    "Reporting",
+    "RollbackError",
     "SNIHostnameError",
+    "SignatureError",
+    "UpdateRejectedError",
+    "UpdateResult",
+    "UpdateState",
+    "UpdateStatus",
     "Verdict",
+    "VerifiedPayload",
     "__version__",
+    "keyid_of",
     "normalize_host",
     "parse_pin",
     "pinned_ssl_context",
+    "sign_envelope",
     "spki_pin",
+    "verify_envelope",
 ]

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import trustme
 
-from pinsdk.loopback import Handler, LoopbackTLSServer
-from pinsdk.pins import spki_pin
+from pinsdk._core.pins import spki_pin
+from pinsdk._demo.loopback import Handler, LoopbackTLSServer
 
 API_HOSTS = ("127.0.0.1", "localhost", "api.pinsdk.test")
 TOKEN = "Bearer s3cret-token-never-leaks"

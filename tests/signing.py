@@ -8,7 +8,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from pinsdk.timeutil import format_datetime
+from pinsdk._core.timeutil import format_datetime
 
 
 def ed25519_key() -> ed25519.Ed25519PrivateKey:

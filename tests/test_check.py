@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.check import describe_failure, evaluate
-from pinsdk.pins import ChainPinCache
+from pinsdk._core.check import describe_failure, evaluate
+from pinsdk._core.pins import ChainPinCache
 
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
 OTHER = "sha256/" + base64.b64encode(hashlib.sha256(b"other key").digest()).decode()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pinsdk
-from pinsdk.cli import main
+from pinsdk._cli import main
 
 A = "sha256/" + base64.b64encode(hashlib.sha256(b"a").digest()).decode()
 B = "sha256/" + base64.b64encode(hashlib.sha256(b"b").digest()).decode()
@@ -35,7 +35,7 @@ def test_keygen_writes_0600_private_and_public(
     mode = stat.S_IMODE(os.stat("signing.key").st_mode)
     assert mode == 0o600
     out = capsys.readouterr().out
-    public = pinsdk.keys.TrustedKey.load(Path("signing.key.pub").read_bytes())
+    public = pinsdk._core.keys.TrustedKey.load(Path("signing.key.pub").read_bytes())
     assert f"keyid: {public.keyid}" in out
     assert public.algorithm == ("ed25519" if alg == "ed25519" else "ecdsa-p256")
     assert main(["keygen", "--out", "signing.key"]) == 2
@@ -93,7 +93,7 @@ def test_sign_to_stdout_and_rotation(
     verified = pinsdk.verify_envelope(envelope, [Path("old.pub").read_bytes()])
     assert verified.rotated_keys is not None
     assert [k.keyid for k in verified.rotated_keys.keys] == [
-        pinsdk.keys.TrustedKey.load(Path("new.pub").read_bytes()).keyid
+        pinsdk._core.keys.TrustedKey.load(Path("new.pub").read_bytes()).keyid
     ]
 
 
@@ -135,7 +135,7 @@ def test_expired_documents_and_allow_expired(
     main(["keygen", "--out", "k"])
     past = "2020-01-02T00:00:00Z"
     assert main(["sign", "policy.json", "--key", "k", "--version", "1", "--expires", past]) == 2
-    from pinsdk.keys import load_private_key
+    from pinsdk._core.keys import load_private_key
 
     key = load_private_key(Path("k").read_bytes())
     old = pinsdk.sign_envelope(

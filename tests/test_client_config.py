@@ -12,7 +12,7 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .conftest import TOKEN
 

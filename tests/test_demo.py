@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pinsdk.cli import main as cli_main
-from pinsdk.demo import main, run_demo
+from pinsdk._cli import main as cli_main
+from pinsdk._demo.demo import main, run_demo
 
 
 @pytest.mark.anyio

@@ -19,8 +19,8 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy, UpdateStatus
-from pinsdk.envelope import PAYLOAD_TYPE, pae
-from pinsdk.loopback import LoopbackTLSServer, Reply
+from pinsdk._core.envelope import PAYLOAD_TYPE, pae
+from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 from .signing import ed25519_key, p256_key, payload, public_pem
 from .updates import UpdateServer
@@ -457,7 +457,7 @@ async def test_crash_between_write_and_rename_keeps_the_last_good_cache(
     def crash(src: str, dst: str) -> None:
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr("pinsdk.cache._replace", crash)
+    monkeypatch.setattr("pinsdk._cache._replace", crash)
     updates.publish(doc(signer, 2, [pins["root"], BACKUP]))
     assert (await pinned.refresh()).status is UpdateStatus.UPDATED  # in memory
     assert "could not write pin cache" in caplog.text

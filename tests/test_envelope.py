@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import pinsdk
-from pinsdk.envelope import MAX_PINS_PER_DOMAIN, PAYLOAD_TYPE, pae, parse_envelope
-from pinsdk.keys import KeySet
+from pinsdk._core.envelope import MAX_PINS_PER_DOMAIN, PAYLOAD_TYPE, pae, parse_envelope
+from pinsdk._core.keys import KeySet
 
 from .signing import ed25519_key, p256_key, payload, public_pem
 

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from pinsdk import DomainPins, PinConfigError, PinPolicy, normalize_host
-from pinsdk.hosts import HostPattern
+from pinsdk._core.hosts import HostPattern
 
 
 def pin(seed: str) -> str:

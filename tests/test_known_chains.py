@@ -21,8 +21,9 @@ import pytest
 import trustme
 
 import pinsdk
-from pinsdk import DomainPins, PinPolicy, sslhook
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk import DomainPins, PinPolicy
+from pinsdk import _tls as sslhook
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .test_tls_pinning import BACKUP, Swappable, policy
 
@@ -79,7 +80,7 @@ async def test_a_pass_that_depends_on_an_expiring_entry_is_checked_again(
     server = serve(api_cert)
     expires = time.time() + 3600
     clock = _Clock(expires - 60)
-    monkeypatch.setattr("pinsdk.policy.time", clock)  # the policy's clock only
+    monkeypatch.setattr("pinsdk._core.policy.time", clock)  # the policy's clock only
     pinned = PinPolicy(
         [
             DomainPins(
@@ -192,8 +193,8 @@ def test_quiet_only_without_listeners() -> None:
     with_uri = policy(BACKUP, OTHER, report_uri="https://collector.pinsdk.test/r")
     quiet_uri = sslhook.PinCheck(with_uri)
     assert quiet_uri.quiet  # nobody to send reports yet
-    quiet_uri.add_monitors([pinsdk.reporting.Monitor(reporting=pinsdk.Reporting())])
+    quiet_uri.add_monitors([pinsdk._reporting.Monitor(reporting=pinsdk.Reporting())])
     assert not quiet_uri.quiet
     callback = sslhook.PinCheck(static)
-    callback.add_monitors([pinsdk.reporting.Monitor(on_pin_failure=print)])
+    callback.add_monitors([pinsdk._reporting.Monitor(on_pin_failure=print)])
     assert not callback.quiet

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import pinsdk
-from pinsdk.pins import ChainPinCache, parse_pin
+from pinsdk._core.pins import ChainPinCache, parse_pin
 
 GOOD = "sha256/" + base64.b64encode(hashlib.sha256(b"k").digest()).decode()
 
@@ -102,7 +102,7 @@ def test_fast_spki_extraction_equals_cryptography() -> None:
     """The cold path hashes the SPKI bytes of the DER; it must equal the parsed key's."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    from pinsdk.pins import pin_of_der, spki_der_of, spki_pin_of_key
+    from pinsdk._core.pins import pin_of_der, spki_der_of, spki_pin_of_key
 
     keys = [
         rsa.generate_private_key(public_exponent=65537, key_size=2048),

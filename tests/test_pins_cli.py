@@ -13,9 +13,9 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 import pinsdk
-from pinsdk.cli import main
-from pinsdk.loopback import LoopbackTLSServer
-from pinsdk.pins import spki_pin_of_key
+from pinsdk._cli import main
+from pinsdk._core.pins import spki_pin_of_key
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .signing import ed25519_key
 

@@ -11,7 +11,7 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .conftest import TOKEN
 from .proxy import ConnectProxy

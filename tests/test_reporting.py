@@ -20,7 +20,7 @@ from cryptography import x509
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.loopback import LoopbackTLSServer, Reply
+from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 from .conftest import TOKEN
 from .signing import ed25519_key
@@ -298,7 +298,7 @@ async def test_on_pin_failure_callbacks_everywhere(
 
         return async_cb
 
-    key = pinsdk.keys.TrustedKey.load(ed25519_key().public_key())
+    key = pinsdk._core.keys.TrustedKey.load(ed25519_key().public_key())
     dynamic = pinsdk.DynamicPins(
         "https://localhost:9/pins.json",
         [key.key],

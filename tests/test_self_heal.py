@@ -17,7 +17,7 @@ import trustme
 
 import pinsdk
 from pinsdk import UpdateStatus
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .signing import ed25519_key, payload, public_pem
 from .updates import UpdateServer

@@ -12,37 +12,110 @@ import pytest
 import trustme
 
 import pinsdk
-from pinsdk import sslhook
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk import _tls as sslhook
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 PACKAGE = Path(pinsdk.__file__).parent
-SANS_IO = [
-    "errors",
-    "pins",
-    "hosts",
-    "policy",
-    "schema",
-    "check",
-    "timeutil",
-    "keys",
-    "envelope",
-    "trust",
-]
+CORE = PACKAGE / "_core"
+IO_LIBRARIES = {"httpx", "httpcore", "anyio", "trio", "sniffio", "socket", "ssl", "asyncio"}
 
 
-@pytest.mark.parametrize("module", SANS_IO)
-def test_core_modules_do_no_io(module: str) -> None:
-    """The core imports neither httpx nor anyio (nor sockets): it is testable pure code."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (``pinsdk._core.pins``)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path) -> tuple[set[str], set[str]]:
+    """(pinsdk modules imported, anywhere in the file; top-level foreign packages)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    ours: set[str] = set()
+    foreign: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            imported.add(node.module.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-            assert node.module in SANS_IO, f"{module} imports the I/O module {node.module}"
-    assert not imported & {"httpx", "httpcore", "anyio", "trio", "socket", "ssl", "asyncio"}
+            for alias in node.names:
+                (ours if alias.name.startswith("pinsdk") else foreign).add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                module = node.module or ""
+                if module.startswith("pinsdk"):
+                    ours.add(module)
+                else:
+                    foreign.add(module.split(".")[0])
+                continue
+            base = package.split(".")
+            base = base[: len(base) - (node.level - 1)]
+            target = ".".join([*base, node.module] if node.module else base)
+            modules = _modules()
+            if node.module is None or target not in modules:
+                # "from . import x" or "from .m import f": the module is target.x or target
+                for alias in node.names:
+                    candidate = f"{target}.{alias.name}"
+                    ours.add(candidate if candidate in modules else target)
+            else:
+                ours.add(target)
+    return ours, {f.split(".")[0] for f in foreign}
+
+
+@pytest.mark.parametrize("name", [n for n in _modules() if n.startswith("pinsdk._core")])
+def test_core_modules_do_no_io(name: str) -> None:
+    """The core imports neither httpx nor anyio (nor sockets, nor ssl), and nothing of the
+    shell: it is pure code, tested without a network."""
+    ours, foreign = _imports(name, _modules()[name])
+    assert not foreign & IO_LIBRARIES, name
+    outside = {m for m in ours if not m.startswith("pinsdk._core")}
+    assert outside == set(), f"{name} imports the shell: {outside}"
+
+
+def test_import_graph_has_no_cycle() -> None:
+    modules = _modules()
+    graph = {
+        name: {m for m in _imports(name, path)[0] if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    # The package's __init__ imports everything: leave it out, as nothing may import it.
+    graph.pop("pinsdk")
+    for name, deps in graph.items():
+        assert "pinsdk" not in deps, f"{name} imports the package itself"
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path, node, dep]))
+            if dep not in state:
+                visit(dep, [*path, node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_every_module_but_the_package_is_private() -> None:
+    for name in _modules():
+        if name == "pinsdk":
+            continue
+        last = name.split(".")[1]
+        assert last.startswith("_"), f"{name} is a public module; only pinsdk/__init__.py is"
+
+
+def test_exported_members() -> None:
+    """As httpx does: ``__all__`` is sorted, and every public attribute of the package is
+    exported and comes from one of its own private modules."""
+    assert pinsdk.__all__ == sorted(pinsdk.__all__)
+    public = {n for n in dir(pinsdk) if not n.startswith("_")}
+    assert public == {n for n in pinsdk.__all__ if not n.startswith("_")}
+    for name in public:
+        module = getattr(getattr(pinsdk, name), "__module__", None)
+        if module is not None:
+            assert module.startswith("pinsdk._"), (name, module)
 
 
 def test_public_names_have_docstrings() -> None:

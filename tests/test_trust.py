@@ -9,8 +9,8 @@ import json
 import pytest
 
 import pinsdk
-from pinsdk.keys import KeySet
-from pinsdk.trust import TrustState, UpdateStatus, accept, restore, to_cache
+from pinsdk._core.keys import KeySet
+from pinsdk._core.trust import TrustState, UpdateStatus, accept, restore, to_cache
 
 from .signing import ed25519_key, payload, public_pem
 

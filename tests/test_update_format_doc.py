@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import pinsdk
-from pinsdk.envelope import PAYLOAD_TYPE, pae
+from pinsdk._core.envelope import PAYLOAD_TYPE, pae
 
 DOC = Path(__file__).parent.parent / "docs" / "update-format.md"
 

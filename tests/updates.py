@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import trustme
 
-from pinsdk.loopback import LoopbackTLSServer, Reply
+from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 
 class UpdateServer:

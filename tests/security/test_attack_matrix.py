@@ -17,7 +17,7 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.loopback import LoopbackTLSServer, Reply
+from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 from ..conftest import TOKEN
 from ..proxy import ConnectProxy

@@ -28,7 +28,7 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy, UpdateStatus
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..signing import ed25519_key, payload, public_pem
 from ..updates import UpdateServer
@@ -306,7 +306,7 @@ async def test_the_wait_for_the_cache_lock_is_bounded(
     assert (await pinned.apply_document(doc(signer, 1, [pins["leaf"], BACKUP]))).status is (
         UpdateStatus.UPDATED
     )
-    monkeypatch.setattr("pinsdk.cache.LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr("pinsdk._cache.LOCK_TIMEOUT", 0.2)
     fd = os.open(tmp_path / "pins.cache.lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

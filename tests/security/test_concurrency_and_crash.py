@@ -16,7 +16,7 @@ import trustme
 
 import pinsdk
 from pinsdk import UpdateStatus
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..signing import ed25519_key, payload, public_pem
 from ..updates import UpdateServer
@@ -138,7 +138,7 @@ async def test_row09_crash_between_write_and_rename(
         assert os.path.exists(src)  # the new content was fully written and fsynced
         raise Crash
 
-    monkeypatch.setattr("pinsdk.cache._replace", die)
+    monkeypatch.setattr("pinsdk._cache._replace", die)
     second = make()
     updates.publish(
         pinsdk.sign_envelope(

@@ -19,8 +19,8 @@ import trustme
 from cryptography import x509
 
 import pinsdk
-from pinsdk.loopback import LoopbackTLSServer
-from pinsdk.pins import pin_of_der
+from pinsdk._core.pins import pin_of_der
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..conftest import API_HOSTS, TOKEN
 from .forgery import ForgedServer, Forger, forged_intermediate, forged_leaf, spki_of

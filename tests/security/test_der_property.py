@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinsdk.pins import pin_of_der, spki_der_of, spki_pin_of_key
+from pinsdk._core.pins import pin_of_der, spki_der_of, spki_pin_of_key
 
 
 def _self_signed(key: Any) -> bytes:

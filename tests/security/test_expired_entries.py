@@ -25,9 +25,9 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy, UpdateStatus
-from pinsdk.cli import main
-from pinsdk.loopback import LoopbackTLSServer
-from pinsdk.timeutil import format_datetime
+from pinsdk._cli import main
+from pinsdk._core.timeutil import format_datetime
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..signing import ed25519_key, payload, public_pem
 from ..updates import UpdateServer

@@ -17,9 +17,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pinsdk
-from pinsdk.envelope import PAYLOAD_TYPE, pae, parse_envelope
-from pinsdk.hosts import HostPattern, normalize_host
-from pinsdk.pins import parse_pin
+from pinsdk._core.envelope import PAYLOAD_TYPE, pae, parse_envelope
+from pinsdk._core.hosts import HostPattern, normalize_host
+from pinsdk._core.pins import parse_pin
 
 from ..signing import ed25519_key
 

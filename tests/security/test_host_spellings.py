@@ -20,8 +20,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pinsdk
-from pinsdk.hosts import HostPattern, normalize_host
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._core.hosts import HostPattern, normalize_host
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..conftest import TOKEN
 

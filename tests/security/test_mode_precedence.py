@@ -15,8 +15,8 @@ import pytest
 import trustme
 
 import pinsdk
-from pinsdk.check import evaluate_pins
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._core.check import evaluate_pins
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..conftest import TOKEN
 

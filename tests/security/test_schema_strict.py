@@ -21,10 +21,10 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinConfigError, PinPolicy, UpdateStatus
-from pinsdk.cli import main
-from pinsdk.envelope import PAYLOAD_TYPE, pae
-from pinsdk.loopback import LoopbackTLSServer
-from pinsdk.schema import DOCUMENT, DOMAIN, KEYS, POLICY
+from pinsdk._cli import main
+from pinsdk._core.envelope import PAYLOAD_TYPE, pae
+from pinsdk._core.schema import DOCUMENT, DOMAIN, KEYS, POLICY
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..conftest import TOKEN
 from ..signing import ed25519_key, payload, public_pem

@@ -24,7 +24,7 @@ import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy
-from pinsdk.loopback import LoopbackTLSServer
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..conftest import TOKEN, pin_of
 from ..proxy import ConnectProxy
@@ -338,5 +338,5 @@ async def test_proxy_context_is_separate_from_the_origins(
     transport = pinsdk.PinnedTransport(policy, proxy="https://localhost:3128")
     proxy_ctx = transport._inner._pool._proxy_ssl_context  # type: ignore[attr-defined]
     assert proxy_ctx is not transport.ssl_context
-    assert pinsdk.sslhook.pin_check_of(proxy_ctx) is transport._check
+    assert pinsdk._tls.pin_check_of(proxy_ctx) is transport._check
     await transport.aclose()

@@ -21,8 +21,8 @@ import trustme
 
 import pinsdk
 from pinsdk import UpdateStatus
-from pinsdk.envelope import PAYLOAD_TYPE, pae
-from pinsdk.loopback import LoopbackTLSServer, Reply
+from pinsdk._core.envelope import PAYLOAD_TYPE, pae
+from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 from ..signing import ed25519_key, payload, public_pem
 from ..updates import UpdateServer

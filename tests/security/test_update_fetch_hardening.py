@@ -19,7 +19,7 @@ import trustme
 
 import pinsdk
 from pinsdk import PinPolicy, UpdateStatus
-from pinsdk.loopback import LoopbackTLSServer, Reply
+from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 from ..signing import ed25519_key, payload, public_pem
 from ..updates import UpdateServer

@@ -30,16 +30,16 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from .client import AsyncClient
-from .dynamic import DynamicPins, UpdateResult
-from .envelope import sign_envelope
-from .errors import PinningError
+from .._client import AsyncClient
+from .._core.envelope import sign_envelope
+from .._core.errors import PinningError
+from .._core.pins import spki_pin, spki_pin_of_key
+from .._core.timeutil import format_datetime
+from .._core.trust import UpdateStatus
+from .._refresher import DynamicPins, UpdateResult
+from .._reporting import Reporting
 from .localca import LocalCA, LocalCert
 from .loopback import LoopbackTLSServer, Reply
-from .pins import spki_pin, spki_pin_of_key
-from .reporting import Reporting
-from .timeutil import format_datetime
-from .trust import UpdateStatus
 
 __all__ = ["main", "run_demo"]
 

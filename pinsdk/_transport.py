@@ -11,12 +11,12 @@ from typing import Any
 import attrs
 import httpx
 
-from .errors import PinConfigError
-from .events import PinFailure
-from .hosts import fast_normalize, normalize_host
-from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
-from .request_errors import PinValidationError, PlaintextRequestError, SNIHostnameError
-from .sslhook import (
+from ._core.errors import PinConfigError
+from ._core.events import PinFailure
+from ._core.hosts import fast_normalize, normalize_host
+from ._reporting import FailureCallback, Monitor, MonitorOwner, Reporting
+from ._request_errors import PinValidationError, PlaintextRequestError, SNIHostnameError
+from ._tls import (
     PinCheck,
     PinsArg,
     PinSource,
@@ -110,7 +110,7 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         _monitor: Monitor | None = None,
         **kwargs: Any,
     ) -> None:
-        from . import __version__
+        from ._version import __version__
 
         self.pins: PinSource = as_source(pins)
         self._owns_monitor = _monitor is None

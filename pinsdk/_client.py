@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from .errors import PinConfigError
-from .reporting import FailureCallback, Monitor, MonitorOwner, Reporting
-from .sslhook import PinCheck, PinsArg, VerifyTypes, as_source, pin_check_of, pinned_ssl_context
-from .transport import PinnedTransport, pinned_proxy_context
+from ._core.errors import PinConfigError
+from ._reporting import FailureCallback, Monitor, MonitorOwner, Reporting
+from ._tls import PinCheck, PinsArg, VerifyTypes, as_source, pin_check_of, pinned_ssl_context
+from ._transport import PinnedTransport, pinned_proxy_context
 
 __all__ = ["AsyncClient"]
 
@@ -43,7 +43,7 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
         reporting: Reporting | None = None,
         **kwargs: Any,
     ) -> None:
-        from . import __version__
+        from ._version import __version__
 
         self.pins = as_source(pins)
         self.monitor = Monitor(

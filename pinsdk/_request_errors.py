@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from .check import Verdict
-from .errors import PinningError
-from .events import PinFailure
+from ._core.check import Verdict
+from ._core.errors import PinningError
+from ._core.events import PinFailure
 
 __all__ = ["PinValidationError", "PlaintextRequestError", "SNIHostnameError"]
 

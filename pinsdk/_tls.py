@@ -21,12 +21,12 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 
-from .check import Verdict, describe_failure, evaluate, evaluate_pins
-from .errors import PinConfigError
-from .events import PinFailure, Stats
-from .pins import DEFAULT_CACHE, ChainPinCache, pin_of_der
-from .policy import PinPolicy
-from .request_errors import PinCheckUnavailableError, PinValidationError
+from ._core.check import Verdict, describe_failure, evaluate, evaluate_pins
+from ._core.errors import PinConfigError
+from ._core.events import PinFailure, Stats
+from ._core.pins import DEFAULT_CACHE, ChainPinCache, pin_of_der
+from ._core.policy import PinPolicy
+from ._request_errors import PinCheckUnavailableError, PinValidationError
 
 __all__ = ["PinSource", "PinsArg", "VerifyTypes", "as_source", "pinned_ssl_context"]
 
@@ -165,10 +165,19 @@ class PinCheck:
 
     def add_monitors(self, monitors: Iterable[FailureMonitor]) -> None:
         """Also count into (and report to) these observers."""
-        for monitor in monitors:
-            if monitor not in self.monitors:
-                self.monitors = (*self.monitors, monitor)
-        self._counters = tuple(m.stats.counts for m in self.monitors)
+        added = tuple(m for m in monitors if m not in self.monitors)
+        self._set_monitors((*self.monitors, *added))
+
+    def remove_monitors(self, monitors: Iterable[FailureMonitor]) -> None:
+        """Stop counting into these observers (their owner closed): a shared context keeps
+        nothing of a closed client."""
+        gone = tuple(monitors)
+        self._set_monitors(tuple(m for m in self.monitors if m not in gone))
+
+    def _set_monitors(self, monitors: tuple[FailureMonitor, ...]) -> None:
+        # Replaced whole: a handshake on another thread sees the old tuple or the new one.
+        self.monitors = monitors
+        self._counters = tuple(m.stats.counts for m in monitors)
         self.quiet = self._static is not None and not any(
             _listens(m, self._static) for m in self.monitors
         )

@@ -24,13 +24,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from .configgen import FORMATS, CertRow, backup_row, describe_chain, render, select
-from .envelope import sign_envelope, verify_envelope
-from .errors import PinConfigError, UpdateRejectedError
-from .keys import KeySet, TrustedKey, load_private_key
-from .policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
-from .sslhook import served_chain, verified_chain
-from .timeutil import format_datetime, parse_datetime
+from ._configgen import FORMATS, CertRow, backup_row, describe_chain, render, select
+from ._core.envelope import sign_envelope, verify_envelope
+from ._core.errors import PinConfigError, UpdateRejectedError
+from ._core.keys import KeySet, TrustedKey, load_private_key
+from ._core.policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
+from ._core.timeutil import format_datetime, parse_datetime
+from ._tls import served_chain, verified_chain
 
 __all__ = ["main"]
 
@@ -600,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pinsdk`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:  # the demo owns its options, --help included
-        from .demo import main as demo_main
+        from ._demo.demo import main as demo_main
 
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)

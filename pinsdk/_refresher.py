@@ -22,15 +22,14 @@ import attrs
 import httpx
 from anyio.abc import TaskGroup
 
-from .cache import cache_lock, read_cache, remove_legacy_floor, unsafe_directory, write_cache
-from .client import AsyncClient
-from .envelope import DEFAULT_CLOCK_LEEWAY
-from .errors import PinConfigError, UpdateRejectedError
-from .keys import KeySet, PublicKeyLike
-from .policy import PinPolicy
-from .reporting import FailureCallback, Monitor, run_hook
-from .sslhook import VerifyTypes, pinned_ssl_context
-from .trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
+from ._cache import cache_lock, read_cache, remove_legacy_floor, unsafe_directory, write_cache
+from ._core.envelope import DEFAULT_CLOCK_LEEWAY
+from ._core.errors import PinConfigError, UpdateRejectedError
+from ._core.keys import KeySet, PublicKeyLike
+from ._core.policy import PinPolicy
+from ._core.trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
+from ._reporting import FailureCallback, Monitor, run_hook
+from ._tls import VerifyTypes, pinned_ssl_context
 
 __all__ = ["DynamicPins", "UpdateResult", "UpdateState", "UpdateStatus"]
 
@@ -633,8 +632,9 @@ _DECODED_CODINGS = ("gzip", "x-gzip", "deflate")
 
 
 def _client(pins: DynamicPins) -> httpx.AsyncClient:
-    return AsyncClient(
-        pins=pins,
+    # A plain client on the pinned context: the update host is pin-checked (the document
+    # may pin it) but nothing registers observers or self-heals behind the user's back.
+    return httpx.AsyncClient(
         verify=pins._ssl_context,
         timeout=pins.timeout,
         follow_redirects=False,

@@ -21,10 +21,10 @@ import attrs
 import httpx
 from anyio.abc import TaskGroup
 
-from .errors import PinConfigError
-from .events import Deduplicator, PinFailure, Stats, build_report, dedup_key
-from .policy import PinPolicy
-from .sslhook import PinSource, VerifyTypes
+from ._core.errors import PinConfigError
+from ._core.events import Deduplicator, PinFailure, Stats, build_report, dedup_key
+from ._core.policy import PinPolicy
+from ._tls import PinSource, VerifyTypes, pinned_ssl_context
 
 __all__ = ["Monitor", "MonitorOwner", "Reporter", "Reporting"]
 
@@ -90,14 +90,10 @@ class Reporter:
         if self.config.pins is None:
             # A plain TLS client: a report is never subject to the policy that just failed.
             return httpx.AsyncClient(verify=_plain_verify(self.config.verify), timeout=timeout)
-        from .client import AsyncClient
-
-        return AsyncClient(
-            pins=self.config.pins,
-            verify=self.config.verify,
-            timeout=timeout,
-            reporting=Reporting(enabled=False),  # never a report about a report
-        )
+        # The report channel's own pins, checked by a plain client on a pinned context:
+        # no observers, reports or self-healing of its own (never a report about a report).
+        pinned = pinned_ssl_context(self.config.pins, verify=self.config.verify)
+        return httpx.AsyncClient(verify=pinned, timeout=timeout)
 
     async def run(self) -> None:
         """Post queued reports until cancelled."""

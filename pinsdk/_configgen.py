@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from .pins import pin_of_der, spki_pin_of_key
-from .policy import DomainPins, PinPolicy
+from ._core.pins import pin_of_der, spki_pin_of_key
+from ._core.policy import DomainPins, PinPolicy
 
 __all__ = ["FORMATS", "CertRow", "describe_chain", "render", "select"]
 
