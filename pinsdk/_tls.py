@@ -13,9 +13,7 @@ import logging
 import os
 import ssl
 import sys
-import weakref
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
@@ -24,9 +22,10 @@ import httpx
 from ._core.check import Verdict, describe_failure, evaluate, evaluate_pins
 from ._core.errors import PinConfigError
 from ._core.events import PinFailure, Stats
-from ._core.pins import DEFAULT_CACHE, ChainPinCache, pin_of_der
+from ._core.pins import DEFAULT_CACHE, ChainPinCache
 from ._core.policy import PinPolicy
 from ._request_errors import PinCheckUnavailableError, PinValidationError
+from ._unclaimed import Unclaimed
 
 __all__ = ["PinSource", "PinsArg", "VerifyTypes", "as_source", "pinned_ssl_context"]
 
@@ -99,7 +98,6 @@ _CERT_REQUIRED = int(ssl.CERT_REQUIRED)
 _raw_verify_mode: Any = ssl._ssl._SSLContext.verify_mode.__get__  # type: ignore[attr-defined]
 # The verified chain as certificate objects (3.10+, private): cheaper than DER.
 _CERT_OBJECTS = hasattr(ssl._ssl._SSLSocket, "get_verified_chain")  # type: ignore[attr-defined]
-_UNCLAIMED_MAX = 64
 _PASSED_MAX = 256
 
 
@@ -112,29 +110,9 @@ def _listens(monitor: FailureMonitor, policy: PinPolicy) -> bool:
     return policy.report_uri is not None or any(d.report_uri for d in policy.domains)
 
 
-class _CertPinCache:
-    """Pins keyed by the TLS layer's own certificate objects, which hash and compare by
-    content: a repeated chain costs dict hits, not DER encoding plus hashing."""
-
-    def __init__(self, max_entries: int = 1024) -> None:
-        self._max = max_entries
-        self._pins: dict[object, str] = {}
-
-    def pins(self, certs: Sequence[Any]) -> tuple[str, ...]:
-        get = self._pins.get
-        out = []
-        for cert in certs:
-            pin = get(cert)
-            if pin is None:
-                pin = pin_of_der(cert.public_bytes(_DER))
-                if len(self._pins) >= self._max:
-                    self._pins.clear()
-                self._pins[cert] = pin
-            out.append(pin)
-        return tuple(out)
-
-
-_CERT_PINS = _CertPinCache()
+# Pins keyed by the TLS layer's own certificate objects, which hash and compare by content:
+# a repeated chain costs dict hits, not DER encoding plus hashing.
+_CERT_PINS = ChainPinCache(der_of=lambda cert: cert.public_bytes(_DER))
 
 
 class PinCheck:
@@ -156,7 +134,7 @@ class PinCheck:
         # static policy without report_uri, no callback): the transport then adds no
         # per-request step at all.
         self.quiet = self._static is not None
-        self.unclaimed: deque[tuple[weakref.ref[Any], PinFailure]] = deque(maxlen=_UNCLAIMED_MAX)
+        self.unclaimed = Unclaimed()
         # The chains that passed the policy in force, by host: a known chain is then
         # recognised by comparing certificates (OpenSSL compares their SHA-1 and
         # encoding, no hashing) instead of being evaluated again. Replaced whole, with
@@ -207,37 +185,11 @@ class PinCheck:
             raise PinCheckUnavailableError(
                 f"refusing the connection to {host}: the pin source failed: {exc!r}"
             ) from exc
-        passed_policy, passed = self._passed
-        if policy is not passed_policy:  # a new policy: validate it once, forget old passes
-            if not isinstance(policy, PinPolicy):
-                raise PinCheckUnavailableError(
-                    f"refusing the connection to {host}: the pin source failed: it returned "
-                    f"{type(policy).__name__}, not PinPolicy"
-                )
-            passed = {}
-            self._passed = (policy, passed)
-        if _CERT_OBJECTS:
-            certs = raw.get_verified_chain() or []
-            if certs and passed.get(host) == certs:
-                for counts in self._counters:
-                    counts["handshakes_passed"] += 1
-                return policy
-            verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
-            if verdict is None:
-                # A pass turns into a failure only when an entry expires: then no memo.
-                if certs and not policy.has_expiring_entries:
-                    if len(passed) >= _PASSED_MAX:
-                        passed.clear()
-                    passed[host] = certs
-                self._count("handshakes_passed")
-                return policy
-            chain = [cert.public_bytes(_DER) for cert in certs]  # for the message
-        else:  # no certificate objects on this Python: the public DER route
-            chain = verified_chain(obj)
-            verdict = evaluate(policy, host, chain, cache=self.cache)
-            if verdict is None:
-                self._count("handshakes_passed")
-                return policy
+        verdict, chain = self._judge(obj, raw, policy, host)
+        if verdict is None:
+            for counts in self._counters:
+                counts["handshakes_passed"] += 1
+            return policy
         self._fail(obj, verdict, chain)
         return policy
 
@@ -250,35 +202,43 @@ class PinCheck:
         host = raw.server_hostname
         if not host:
             raise PinCheckUnavailableError("refusing the connection: no server name to pin")
-        if not isinstance(policy, PinPolicy):
-            raise PinCheckUnavailableError(
-                f"refusing the connection to {host}: the pin source failed: it returned "
-                f"{type(policy).__name__}, not PinPolicy"
-            )
-        passed_policy, passed = self._passed
-        if policy is not passed_policy:
-            passed = {}
-            self._passed = (policy, passed)
-        if _CERT_OBJECTS:
-            certs = raw.get_verified_chain() or []
-            if certs and passed.get(host) == certs:
-                return
-            verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.pins(certs))
-            if verdict is None:
-                if certs and not policy.has_expiring_entries:
-                    if len(passed) >= _PASSED_MAX:
-                        passed.clear()
-                    passed[host] = certs
-                return
-            chain = [cert.public_bytes(_DER) for cert in certs]
-        else:
-            chain = verified_chain(obj)
-            verdict = evaluate(policy, host, chain, cache=self.cache)
-            if verdict is None:
-                return
+        verdict, chain = self._judge(obj, raw, policy, host)
+        if verdict is None:
+            return
         if verdict.enforced:
             self._fail(obj, verdict, chain, stage)  # raises
         logger.debug("pooled connection to %s: report-mode mismatch after a policy change", host)
+
+    def _judge(
+        self, obj: ssl.SSLObject | ssl.SSLSocket, raw: Any, policy: object, host: str
+    ) -> tuple[Verdict | None, list[bytes]]:
+        """The verdict of ``policy`` on the verified chain of ``obj`` (``None``: it passes),
+        and the chain as DER when it does not (for the message)."""
+        passed_policy, passed = self._passed
+        if policy is not passed_policy:  # a new policy: validate it once, forget old passes
+            if not isinstance(policy, PinPolicy):
+                raise PinCheckUnavailableError(
+                    f"refusing the connection to {host}: the pin source failed: it returned "
+                    f"{type(policy).__name__}, not PinPolicy"
+                )
+            passed = {}
+            self._passed = (policy, passed)
+        assert isinstance(policy, PinPolicy)
+        if not _CERT_OBJECTS:  # no certificate objects on this Python: the public DER route
+            chain = verified_chain(obj)
+            return evaluate(policy, host, chain, cache=self.cache), chain
+        certs = raw.get_verified_chain() or []
+        if certs and passed.get(host) == certs:
+            return None, []
+        verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.chain_pins(certs))
+        if verdict is not None:
+            return verdict, [cert.public_bytes(_DER) for cert in certs]
+        # A pass turns into a failure only when an entry expires: then no memo.
+        if certs and not policy.has_expiring_entries:
+            if len(passed) >= _PASSED_MAX:
+                passed.clear()
+            passed[host] = certs
+        return None, []
 
     def _fail(
         self,
@@ -319,27 +279,11 @@ class PinCheck:
             sorted(verdict.expected_pins),
         )
         if not self.quiet:  # someone will claim it (quiet: it is logged and counted only)
-            self.unclaimed.append((weakref.ref(obj), failure))
+            self.unclaimed.put(obj, failure)
 
     def claim(self, obj: object) -> tuple[list[PinFailure], list[PinFailure]]:
-        """Take the report-mode failures seen on the TLS object ``obj``, and those whose
-        connection is gone without a request claiming them (orphans)."""
-        mine: list[PinFailure] = []
-        orphans: list[PinFailure] = []
-        for entry in list(self.unclaimed):
-            owner = entry[0]()
-            if owner is None:
-                found = orphans
-            elif obj is not None and owner is obj:
-                found = mine
-            else:
-                continue  # another connection's, for its own request to claim
-            try:
-                self.unclaimed.remove(entry)
-            except ValueError:  # claimed meanwhile by another thread
-                continue
-            found.append(entry[1])
-        return mine, orphans
+        """Take the report-mode failures of the TLS object ``obj`` and the orphans."""
+        return self.unclaimed.claim(obj)
 
 
 class PinnedSSLObject(ssl.SSLObject):

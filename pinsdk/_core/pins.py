@@ -6,7 +6,8 @@ import base64
 import binascii
 import hashlib
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -213,41 +214,47 @@ def known_pin_sets() -> Mapping[frozenset[str], frozenset[str]]:
     return _PIN_SETS
 
 
-class ChainPinCache:
-    """A bounded map from certificate DER bytes to its SPKI pin.
+def _der(cert: Any) -> bytes:
+    return cert  # type: ignore[no-any-return]
 
-    Handshakes with the same server repeat the same chain, so a hit costs one dict
-    lookup instead of a certificate parse and a hash. When full, the oldest half is
-    dropped (cheap, and good enough for a working set of a few chains).
+
+class ChainPinCache:
+    """A bounded map from a certificate to its SPKI pin: the one pin cache.
+
+    The key is the certificate's DER bytes, or (with ``der_of``) any object that hashes
+    and compares by content, such as the TLS layer's own certificate objects, and
+    ``der_of`` gives its DER on a miss. Handshakes with the same server repeat the same
+    chain, so a hit costs one dict lookup instead of a parse and a hash. When full, the
+    oldest half is dropped (cheap, and good enough for a working set of a few chains).
     """
 
-    def __init__(self, max_entries: int = 1024) -> None:
+    def __init__(self, max_entries: int = 1024, *, der_of: Callable[[Any], bytes] = _der) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._max = max_entries
-        self._pins: dict[bytes, str] = {}
+        self._der_of = der_of
+        self._pins: dict[Any, str] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._pins)
 
-    def pin(self, der: bytes) -> str:
-        """Return the pin of one DER certificate, computing it on a miss."""
-        pin = self._pins.get(der)
+    def pin(self, cert: Any) -> str:
+        """Return the pin of one certificate, computing it on a miss."""
+        pin = self._pins.get(cert)
         if pin is None:
-            pin = pin_of_der(der)
+            pin = pin_of_der(self._der_of(cert))
             with self._lock:
                 if len(self._pins) >= self._max:
                     for key in list(self._pins)[: max(1, self._max // 2)]:
                         del self._pins[key]
-                self._pins[der] = pin
+                self._pins[cert] = pin
         return pin
 
-    def chain_pins(self, chain: Sequence[bytes]) -> tuple[str, ...]:
-        """Return the pins of a chain of DER certificates, in chain order."""
+    def chain_pins(self, chain: Sequence[Any]) -> tuple[str, ...]:
+        """Return the pins of a chain of certificates, in chain order."""
         get = self._pins.get
-        pins = tuple(get(der) or self.pin(der) for der in chain)
-        return pins
+        return tuple(get(cert) or self.pin(cert) for cert in chain)
 
 
 DEFAULT_CACHE = ChainPinCache()

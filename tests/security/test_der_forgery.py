@@ -148,7 +148,7 @@ def test_spki_pin_and_the_cli_refuse_a_forged_certificate(
     path = pathlib.Path(str(tmp_path)) / "forged.pem"
     path.write_bytes(forged.chain_pem)
     out = subprocess.run(
-        [sys.executable, "-m", "pinsdk.cli", "pins", "--cert", str(path)],
+        [sys.executable, "-m", "pinsdk", "pins", "--cert", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -172,7 +172,7 @@ def test_cli_pins_of_a_live_forged_chain_says_why(
             [
                 sys.executable,
                 "-m",
-                "pinsdk.cli",
+                "pinsdk",
                 "pins",
                 f"127.0.0.1:{server.port}",
                 "--cafile",
