@@ -404,6 +404,15 @@ class DynamicPins:
                     "If-Modified-Since was sent)",
                     code,
                 )
+            if self.state.stale:
+                # "Not modified" while the document in force has expired: the server has
+                # nothing fresh, and answering 304 forever must not pass for a check.
+                return self._result(
+                    UpdateStatus.FAILED,
+                    f"HTTP 304, but version {self._trust.version} in force has expired: the "
+                    "update server has no fresh document",
+                    code,
+                )
             return self._result(
                 UpdateStatus.NOT_MODIFIED,
                 f"HTTP 304: version {self._trust.version} is current",

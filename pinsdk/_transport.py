@@ -128,6 +128,7 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         self._proxy_host: str | None = None
         self._proxy_port: int | None = None
         proxy = kwargs.get("proxy")
+        self._proxied = proxy is not None
         if proxy is not None:
             kwargs["proxy"] = proxy = pinned_proxy(proxy, check, verify=verify, trust_env=trust_env)
             if isinstance(proxy, httpx.Proxy) and proxy.url.scheme == "https":
@@ -169,6 +170,15 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         sni = request.extensions["sni_hostname"]
         if sni is None:
             return self._inner
+        if self._proxied:
+            # httpcore hands the request's extensions to the proxy connection too: the
+            # proxy's own TLS would send, and be pin-checked under, this name.
+            raise SNIHostnameError(
+                f"refusing the request to {request.url.host} with sni_hostname {sni!r}: it "
+                "goes through a proxy, whose own TLS handshake would then be checked under "
+                f"{sni!r} instead of the proxy's name; leave sni_hostname unset",
+                request=request,
+            )
         try:
             name = normalize_host(sni)
         except PinConfigError as exc:

@@ -25,7 +25,7 @@ _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 # The shape of nearly every pattern in a large document: an optional "*." or "**.",
 # then a lower-case ASCII name whose last label ends in a letter and is no hexadecimal
 # number (so it is no address: "1.0xff" is 1.0.0.255 to a resolver).
-_COMMON = rf"(?:\*\*?\.)?(?:{_LABEL}\.)*(?!0x[0-9a-f]*(?:\n|\Z)){_LABEL}(?<=[a-z])"
+_COMMON = rf"(?:\*\*?\.)?(?:{_LABEL}\.)*(?!0x[0-9a-f]+(?:\n|\Z)){_LABEL}(?<=[a-z])"
 _COMMON_LINES = re.compile(rf"(?:{_COMMON}\n)*{_COMMON}")
 
 
@@ -41,8 +41,8 @@ def all_common_patterns(patterns: list[str]) -> bool:
 # A label that makes a name an IPv4 address when it is the last one (WHATWG URL's "ends
 # in a number"): resolvers (inet_aton) read "127.1", "0x7f.1" or "2130706433" as
 # 127.0.0.1, so a pin for 127.0.0.1 must apply to every such spelling.
-_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
-_IPV4_PART = re.compile(r"^(?:0x[0-9a-f]*|0[0-7]*|[1-9][0-9]*)$")
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]+)$")
+_IPV4_PART = re.compile(r"^(?:0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$")
 
 
 def _ipv4_numeric(name: str) -> str | None:
@@ -52,9 +52,7 @@ def _ipv4_numeric(name: str) -> str | None:
     parts = name.split(".")
     if len(parts) > 4 or not all(_IPV4_PART.match(p) for p in parts):
         return None
-    values = [
-        int(p[2:] or "0", 16) if p[:2] == "0x" else int(p, 8 if p[:1] == "0" else 10) for p in parts
-    ]
+    values = [int(p[2:], 16) if p[:2] == "0x" else int(p, 8 if p[:1] == "0" else 10) for p in parts]
     *head, last = values
     if any(v > 0xFF for v in head) or last >= 1 << (8 * (4 - len(head))):
         return None
@@ -125,7 +123,9 @@ def _normalize(host: str) -> str:
         name = host.lower()
     else:
         try:
-            name = idna.encode(host, uts46=True).decode("ascii")
+            # Lower-cased first, as httpx does before its IDNA encoding: UTS46 alone maps
+            # a word-final "Σ" to "σ" where lower() gives "ς", another name on the wire.
+            name = idna.encode(host.lower(), uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             raise PinConfigError(f"host {host!r} is not a valid IDNA name: {exc}") from None
     if name.endswith(".") and not name.endswith("]."):

@@ -58,7 +58,9 @@ names = st.lists(labels, min_size=1, max_size=5)
 
 
 def _numeric(label: str) -> bool:
-    return label.isdigit() or (label[:2] == "0x" and all(c in string.hexdigits for c in label[2:]))
+    return label.isdigit() or (
+        label[:2] == "0x" and len(label) > 2 and all(c in string.hexdigits for c in label[2:])
+    )
 
 
 def reference_match(kind: str, base: list[str], host: list[str], sub: bool) -> bool:
@@ -183,7 +185,8 @@ def test_bulk_domain_path_builds_what_the_general_path_builds(
     lazy, eager = bulk[1], pinsdk.PinPolicy(general[1])
     probes = {p for d in general[1] for p in _probes(d.pattern.base)}
     for host in sorted(probes):
-        assert lazy.lookup(host) == eager.lookup(host), host
+        # A probe can be no host at all ("x." before an address): both refuse it alike.
+        assert _outcome(lambda h=host: lazy.lookup(h)) == _outcome(lambda h=host: eager.lookup(h))
     _assert_same_entries(lazy.domains, general[1])
     assert lazy == eager
     assert hash(lazy) == hash(eager)

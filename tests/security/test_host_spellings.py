@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
+import httpx
 import pytest
 import trustme
 from hypothesis import assume, given
@@ -113,7 +114,7 @@ def test_numeric_looking_names_are_addresses_or_refused(text: str) -> None:
     assume(stripped)
     last = stripped.rsplit(".", 1)[-1].lower()
     numeric = last.isdigit() or (
-        last.startswith("0x") and all(c in "0123456789abcdef" for c in last[2:])
+        last.startswith("0x") and len(last) > 2 and all(c in "0123456789abcdef" for c in last[2:])
     )
     try:
         ours: str | None = normalize_host(text)
@@ -123,6 +124,47 @@ def test_numeric_looking_names_are_addresses_or_refused(text: str) -> None:
         assert ours == _inet_aton(stripped)
     elif ours is not None:
         assert ours == stripped.lower()
+
+
+# -- what httpx puts on the wire: the same name ----------------------------------------
+
+# Letters whose lower case depends on their context (a word-final capital sigma) or
+# differs from UTS46's mapping, in the positions where that matters; and any text.
+_CASED_LABELS = st.builds(
+    "".join,
+    st.lists(
+        st.text(alphabet="aAbäÄéİıK", min_size=1, max_size=3)
+        | st.sampled_from(["Σ", "ẞ", "σ", "ς", "ß"]),
+        min_size=1,
+        max_size=4,
+    ),
+).map(lambda label: label + ("" if label[-1:] in "Σσςẞß" else "Σ"))
+_ANY_LABELS = st.text(st.characters(min_codepoint=0x2D, max_codepoint=0x2FFF), max_size=6)
+UNICODE_HOSTS = st.lists(
+    st.tuples(_CASED_LABELS | _ANY_LABELS, st.sampled_from(["", "1", "-x"])).map("".join),
+    min_size=1,
+    max_size=3,
+).map(".".join)
+
+
+@given(UNICODE_HOSTS)
+def test_unicode_names_normalise_to_what_httpx_sends(text: str) -> None:
+    """httpx encodes a URL's host (lower-cased, IDNA) and the TLS layer sends that; a policy
+    written with the same text must name the same host (red-team finding: "aΣ1.test")."""
+    try:
+        wire = httpx.URL(f"https://{text}/").raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return
+    assume(wire and wire == wire.strip("."))
+    try:
+        ours = normalize_host(text)
+    except pinsdk.PinConfigError:
+        return  # refused outright: nothing matches it, and httpx-only names fail closed
+    assert ours == normalize_host(wire)
+
+
+def test_word_final_capital_sigma_names_the_host_httpx_sends() -> None:
+    assert normalize_host("aΣ1.test") == httpx.URL("https://aΣ1.test/").raw_host.decode()
 
 
 # -- names: a reference matcher, and hosts that end with a base without a dot ------------

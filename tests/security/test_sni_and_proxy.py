@@ -211,6 +211,41 @@ async def test_pinned_https_proxy_with_a_rogue_certificate_gets_nothing(
     assert server.connections == 0
 
 
+@pytest.mark.parametrize("sni", ["unpinned.test", "url-host"])
+@pytest.mark.parametrize("how", ["client", "transport"])
+async def test_sni_hostname_cannot_move_a_pinned_proxys_check(
+    serve: Callable[..., LoopbackTLSServer],
+    api_cert: trustme.LeafCert,
+    rogue_ca: trustme.CA,
+    proxy_ca: trustme.CA,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+    sni: str,
+) -> None:
+    """Red-team finding: httpcore hands a request's extensions to the proxy connection, so
+    an ``sni_hostname`` would make the pinned proxy's TLS send, and be checked under, that
+    name; a rogue certificate for it in front of the proxy then got the CONNECT and the
+    proxy password. Through a proxy, pinned clients refuse ``sni_hostname``."""
+    server = serve(api_cert)
+    trust = device_trust()
+    proxy_ca.configure_trust(trust)
+    url_host = "unpinned.test"
+    name = url_host if sni == "url-host" else sni
+    with tls_proxy(rogue_ca) as proxy:
+        client = _client(how, pinned_policy(pins, proxy_ca), trust, proxy, monkeypatch)
+        async with client:
+            with pytest.raises(pinsdk.SNIHostnameError, match="proxy"):
+                await client.get(
+                    f"https://{url_host}:{server.port}/",
+                    extensions={"sni_hostname": name},
+                    headers={"Authorization": TOKEN},
+                )
+    assert proxy.connects == []
+    assert bytes(proxy.received) == b""
+
+
 @pytest.mark.parametrize("how", ["client", "proxy-ssl-context", "transport", "environment"])
 async def test_pinned_https_proxy_with_its_own_key_tunnels(
     serve: Callable[..., LoopbackTLSServer],

@@ -250,3 +250,40 @@ async def test_a_304_to_a_conditional_request_is_not_modified(
     assert pinned.state.last_success == result.at
     assert pinned.state.consecutive_failures == 0
     assert pinned.current != PinPolicy()
+
+
+async def test_a_304_while_the_document_in_force_has_expired_is_a_failure(
+    updates: UpdateServer,
+    signer: Any,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Red-team finding: an attacker on the update path answers every conditional request
+    with 304, forever. Once the document in force has expired that cannot count as a
+    successful check: the server has nothing fresh."""
+    import time
+    import types
+
+    document = doc(signer, 2, [pins["leaf"], BACKUP])
+
+    def handle(request: dict[str, str]) -> Reply:
+        if request.get("if-none-match") == '"v2"':
+            return (304, [("ETag", '"v2"')], b"")
+        return (200, [("Content-Type", "application/json"), ("ETag", '"v2"')], document)
+
+    updates.server.handler = handle
+    pinned = dynamic(updates, signer, device_trust())
+    assert (await pinned.refresh()).status is UpdateStatus.UPDATED
+    success = pinned.state.last_success
+    later = time.time() + 400 * 86400  # past the document's expiry and any leeway
+    clock = types.SimpleNamespace(time=lambda: later, monotonic=time.monotonic)
+    monkeypatch.setattr("pinsdk.dynamic.time", clock)
+    assert pinned.state.stale
+    result = await pinned.refresh()
+    assert updates.server.requests[-1]["if-none-match"] == '"v2"'
+    assert result.status is UpdateStatus.FAILED, result.reason
+    assert "expired" in result.reason
+    assert pinned.state.last_success == success
+    assert pinned.state.consecutive_failures == 1
+    assert pinned.current.version == 2  # the pins in force stay
