@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from types import TracebackType
@@ -27,7 +26,9 @@ from ._core.envelope import DEFAULT_CLOCK_LEEWAY
 from ._core.errors import PinConfigError, UpdateRejectedError
 from ._core.keys import KeySet, PublicKeyLike
 from ._core.policy import PinPolicy
+from ._core.response import BodyReader, BodyRefused, judge_headers
 from ._core.trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
+from ._fetch import Fetcher, HttpxFetcher
 from ._reporting import FailureCallback, Monitor, run_hook
 from ._tls import VerifyTypes, pinned_ssl_context
 
@@ -37,13 +38,6 @@ logger = logging.getLogger("pinsdk")
 
 MIN_SUGGESTED_INTERVAL = 60.0
 MAX_SUGGESTED_INTERVAL = 7 * 24 * 3600.0
-_ACCEPTED_CONTENT_TYPES = (
-    "application/json",
-    "application/octet-stream",
-    "application/vnd.pinsdk.pinset+json",
-    "application/vnd.dsse.envelope.v1+json",
-    "text/plain",
-)
 
 
 @attrs.frozen
@@ -123,6 +117,7 @@ class DynamicPins:
         on_update: Callable[[UpdateResult], object] | None = None,
         on_pin_failure: FailureCallback | None = None,
         self_heal_interval: float | None = 60.0,
+        fetcher: Fetcher | None = None,
     ) -> None:
         url = httpx.URL(update_url)
         if url.scheme != "https":
@@ -189,6 +184,9 @@ class DynamicPins:
         self._task_group: TaskGroup | None = None
         # The update host may itself be pinned by the document: it is fetched through us.
         self._ssl_context = pinned_ssl_context(self, verify=verify, trust_env=trust_env)
+        self._fetcher: Fetcher = fetcher or HttpxFetcher(
+            self._ssl_context, timeout=self.timeout, trust_env=trust_env
+        )
 
     # -- what handshakes read ------------------------------------------------------
 
@@ -337,28 +335,34 @@ class DynamicPins:
         status_code: int | None = None
         try:
             with anyio.fail_after(limit):
-                async with (
-                    _client(self) as client,
-                    client.stream("GET", self.update_url, headers=headers) as response,
-                ):
+                async with self._fetcher.stream(self.update_url, headers) as response:
                     status_code = response.status_code
-                    early = self._check_response(response, conditional=conditional)
+                    early = judge_headers(
+                        status_code,
+                        response.headers,
+                        conditional=conditional,
+                        holds_document=self._trust.document is not None,
+                        version=self._trust.version,
+                        max_size=self.max_size,
+                    )
                     if early is not None:
-                        return early
+                        return self._early(early, status_code)
                     try:
-                        reader = _BodyReader(response.headers, self.max_size)
+                        reader = BodyReader(
+                            response.headers.get("content-encoding", ""), self.max_size
+                        )
                         async for chunk in response.aiter_raw():
                             reader.feed(chunk)
                         body = reader.finish()
-                    except _BodyRefused as refused:
+                    except BodyRefused as refused:
                         return self._result(UpdateStatus.REJECTED, str(refused), status_code)
-                    etag = response.headers.get("ETag")
-                    modified = response.headers.get("Last-Modified")
+                    etag = response.headers.get("etag")
+                    modified = response.headers.get("last-modified")
         except TimeoutError:
             return self._result(
                 UpdateStatus.FAILED, f"fetch did not finish within {limit:g} s", status_code
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any fetcher's trouble is a failed fetch, never a crash
             return self._result(
                 UpdateStatus.FAILED, f"{type(exc).__name__}: {exc or 'no detail'}", status_code
             )
@@ -388,56 +392,17 @@ class DynamicPins:
             self._install(decision.state)
         return decision
 
-    def _check_response(
-        self, response: httpx.Response, *, conditional: bool
-    ) -> UpdateResult | None:
-        code = response.status_code
-        if code == 304:
-            if self._trust.document is None:
-                return self._result(UpdateStatus.FAILED, "HTTP 304 but no document is held", code)
-            if not conditional:
-                # "Not modified" since nothing: it says nothing about the document in force,
-                # which may have expired, so it must not count as a successful check.
-                return self._result(
-                    UpdateStatus.FAILED,
-                    "HTTP 304 to a request that was not conditional (no If-None-Match or "
-                    "If-Modified-Since was sent)",
-                    code,
-                )
-            if self.state.stale:
-                # "Not modified" while the document in force has expired: the server has
-                # nothing fresh, and answering 304 forever must not pass for a check.
-                return self._result(
-                    UpdateStatus.FAILED,
-                    f"HTTP 304, but version {self._trust.version} in force has expired: the "
-                    "update server has no fresh document",
-                    code,
-                )
-            return self._result(
-                UpdateStatus.NOT_MODIFIED,
-                f"HTTP 304: version {self._trust.version} is current",
-                code,
+    def _early(self, outcome: tuple[UpdateStatus, str], code: int) -> UpdateResult:
+        status, reason = outcome
+        if status is UpdateStatus.NOT_MODIFIED and self.state.stale:
+            # "Not modified" while the document in force has expired: the server has
+            # nothing fresh, and answering 304 forever must not pass for a check.
+            status = UpdateStatus.FAILED
+            reason = (
+                f"HTTP 304, but version {self._trust.version} in force has expired: the "
+                "update server has no fresh document"
             )
-        if 300 <= code < 400:
-            location = response.headers.get("Location", "?")
-            return self._result(
-                UpdateStatus.FAILED, f"HTTP {code} redirect to {location} is not followed", code
-            )
-        if code != 200:
-            return self._result(UpdateStatus.FAILED, f"HTTP {code} from the update server", code)
-        ctype = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if ctype and ctype not in _ACCEPTED_CONTENT_TYPES:
-            return self._result(
-                UpdateStatus.REJECTED, f"unexpected Content-Type {ctype!r} for a pin document", code
-            )
-        length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > self.max_size:
-            return self._result(
-                UpdateStatus.REJECTED,
-                f"document is {length} bytes; max_size is {self.max_size}",
-                code,
-            )
-        return None
+        return self._result(status, reason, code)
 
     async def _decide(self, body: bytes) -> Decision:
         def judge() -> Decision:
@@ -546,106 +511,3 @@ class DynamicPins:
 
     async def _notify(self, result: UpdateResult) -> None:
         await run_hook(self.on_update, result, "on_update")
-
-
-class _BodyRefused(Exception):
-    """The body cannot be taken: the message is the rejection reason."""
-
-
-class _BodyReader:
-    """Collects a raw response body, never holding more than ``max_size`` (+1) of it.
-
-    ``identity`` is read as is. ``gzip`` and ``deflate``, if a server sends them
-    although identity was asked for, are inflated in steps capped at what ``max_size``
-    still allows, so a compression bomb stops at the cap. Any other coding is refused.
-    """
-
-    def __init__(self, headers: httpx.Headers, max_size: int) -> None:
-        codings = [
-            c.strip().lower() for c in headers.get_list("Content-Encoding", split_commas=True)
-        ]
-        codings = [c for c in codings if c and c != "identity"]
-        if len(codings) > 1 or (codings and codings[0] not in _DECODED_CODINGS):
-            raise _BodyRefused(
-                f"Content-Encoding {', '.join(codings)!r} is not accepted (the request asked "
-                "for identity; gzip and deflate are decoded): serve the document uncompressed"
-            )
-        self.coding = codings[0] if codings else None
-        self.max_size = max_size
-        self.raw = 0
-        self.head = b""  # deflate: the first bytes say whether a zlib header is there
-        self.body = bytearray()
-        self.decoder: zlib._Decompress | None = None
-        if self.coding in ("gzip", "x-gzip"):
-            self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def _too_large(self) -> _BodyRefused:
-        if self.coding is None:
-            return _BodyRefused(
-                f"document is larger than max_size ({self.max_size} bytes); download aborted"
-            )
-        return _BodyRefused(
-            f"document is larger than max_size ({self.max_size} bytes) once {self.coding} "
-            "is decoded (a compression bomb?); download aborted"
-        )
-
-    def feed(self, data: bytes) -> None:
-        self.raw += len(data)
-        if self.coding is None:
-            self.body += data
-            if len(self.body) > self.max_size:
-                raise self._too_large()
-            return
-        if self.raw > self.max_size:
-            raise _BodyRefused(
-                f"{self.coding} body is larger than max_size ({self.max_size} bytes); "
-                "download aborted"
-            )
-        if self.decoder is None:  # deflate: zlib-wrapped as the RFC says, or raw as some send
-            self.head += data
-            if len(self.head) < 2:
-                return
-            data, self.head = self.head, b""
-            zlib_header = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-            self.decoder = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
-        self._inflate(self.decoder, data)
-
-    def _inflate(self, decoder: zlib._Decompress, data: bytes) -> None:
-        try:
-            while data:  # bounded: every pass adds output, and output past the cap stops it
-                if decoder.eof:
-                    raise _BodyRefused(f"data follows the end of the {self.coding} stream")
-                room = self.max_size - len(self.body) + 1
-                out = decoder.decompress(data, room)
-                self.body += out
-                if len(self.body) > self.max_size:
-                    raise self._too_large()
-                data = decoder.unconsumed_tail
-                if data and not out:
-                    raise _BodyRefused(f"{self.coding} body does not decode")
-            if decoder.unused_data:
-                raise _BodyRefused(f"data follows the end of the {self.coding} stream")
-        except zlib.error as exc:
-            raise _BodyRefused(f"{self.coding} body is corrupt ({exc})") from None
-
-    def finish(self) -> bytes:
-        if self.coding is not None:
-            if self.head:  # deflate bodies shorter than two bytes
-                raise _BodyRefused(f"{self.coding} body is truncated")
-            if self.decoder is None or not self.decoder.eof:
-                raise _BodyRefused(f"{self.coding} body is truncated")
-        return bytes(self.body)
-
-
-_DECODED_CODINGS = ("gzip", "x-gzip", "deflate")
-
-
-def _client(pins: DynamicPins) -> httpx.AsyncClient:
-    # A plain client on the pinned context: the update host is pin-checked (the document
-    # may pin it) but nothing registers observers or self-heals behind the user's back.
-    return httpx.AsyncClient(
-        verify=pins._ssl_context,
-        timeout=pins.timeout,
-        follow_redirects=False,
-        trust_env=pins._trust_env,
-    )

@@ -278,7 +278,7 @@ async def test_a_304_while_the_document_in_force_has_expired_is_a_failure(
     success = pinned.state.last_success
     later = time.time() + 400 * 86400  # past the document's expiry and any leeway
     clock = types.SimpleNamespace(time=lambda: later, monotonic=time.monotonic)
-    monkeypatch.setattr("pinsdk.dynamic.time", clock)
+    monkeypatch.setattr("pinsdk._refresher.time", clock)
     assert pinned.state.stale
     result = await pinned.refresh()
     assert updates.server.requests[-1]["if-none-match"] == '"v2"'
