@@ -111,14 +111,29 @@ async def _run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]
             }
     if args.aa:
         return out
-    out["pin_check"] = [{"name": k, "us": v * 1e6} for k, v in micro.pin_check()]
-    out["lookup"] = [{"name": k, "us": v * 1e6} for k, v in micro.lookup()]
+    _micro(out)
     out["verify_swap"] = [await update.verify_and_swap(n) for n in (10, 10_000)]
     out["swaps_under_load"] = await update.swaps_under_load(
         info, requests=int(1000 * scale), swaps=int(100 * scale)
     )
     out["memory"] = update.store_memory()
     return out
+
+
+def _micro_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "Pin check (3-certificate verified chain -> verdict; goals: warm ≤ 2 µs, cold ≤ 40 µs):"
+    ]
+    lines += [f"  {row['name']:42s} {row['us']:8.2f} µs" for row in results["pin_check"]]
+    lines.append("Store lookup (goal ≤ 1 µs at 10,000 domains, flat in the domain count):")
+    lines += [f"  {row['name']:42s} {row['us']:8.2f} µs" for row in results["lookup"]]
+    return lines
+
+
+def _micro(results: dict[str, Any]) -> dict[str, Any]:
+    results["pin_check"] = [{"name": k, "us": v * 1e6} for k, v in micro.pin_check()]
+    results["lookup"] = [{"name": k, "us": v * 1e6} for k, v in micro.lookup()]
+    return results
 
 
 def _table(results: dict[str, Any]) -> str:
@@ -133,12 +148,7 @@ def _table(results: dict[str, Any]) -> str:
         lines.append(f"  {'':27s} -> {r['verdict']}")
     if "pin_check" not in results:  # an A/A run
         return "\n".join(lines)
-    lines.append(
-        "Pin check (3-certificate verified chain -> verdict; goals: warm ≤ 2 µs, cold ≤ 40 µs):"
-    )
-    lines += [f"  {row['name']:42s} {row['us']:8.2f} µs" for row in results["pin_check"]]
-    lines.append("Store lookup (goal ≤ 1 µs at 10,000 domains, flat in the domain count):")
-    lines += [f"  {row['name']:42s} {row['us']:8.2f} µs" for row in results["lookup"]]
+    lines += _micro_table(results)
     lines.append(
         "Update path: verify + swap of a signed document (goal ≤ 50 ms at 10,000 domains):"
     )
@@ -176,9 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="A/A check of the method: two plain httpx clients, request benchmarks only",
     )
+    parser.add_argument(
+        "--micro",
+        action="store_true",
+        help="the pin check and lookup micro-benchmarks only (seconds; nothing written)",
+    )
     parser.add_argument("--json", default=None, help="default benchmarks/results/latest.json")
     parser.add_argument("--plot", default="docs/img/bench-latency.png")
     args = parser.parse_args(argv)
+    if args.micro:
+        print("\n".join(_micro_table(_micro({}))))
+        return 0
     if args.json is None:
         args.json = f"benchmarks/results/{'aa' if args.aa else 'latest'}.json"
     proc, info = _start_responder()

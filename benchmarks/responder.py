@@ -17,10 +17,11 @@ import ssl
 import sys
 import threading
 
+import trustme
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pinsdk._core.pins import spki_pin
-from pinsdk._demo.localca import LocalCA
 from pinsdk._demo.loopback import LoopbackTLSServer
 
 MAX_LIFETIME = 900.0
@@ -71,23 +72,31 @@ def _serve_http1(context: ssl.SSLContext, ready: threading.Event, port: list[int
     asyncio.run(run())
 
 
+def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
 def main(info_file: str) -> None:
     pin_to_cpu(-1)  # the last CPU; the benchmark runs on the first (see __main__)
-    ca = LocalCA("pinsdk bench", key_type="ec")
-    cert = ca.issue("127.0.0.1", "localhost")
-    context = cert.server_context()
+    root = trustme.CA(organization_name="pinsdk bench")  # P-256 keys, trustme's default
+    intermediate = root.create_child_ca()
+    cert = intermediate.issue_cert("127.0.0.1", "localhost")
+    context = _server_context(cert)
     context.set_alpn_protocols(["http/1.1"])
     ready, port = threading.Event(), []
     threading.Thread(target=_serve_http1, args=(context, ready, port), daemon=True).start()
     if not ready.wait(30):
         raise RuntimeError("HTTP/1.1 responder did not start")
-    h2 = LoopbackTLSServer(cert.server_context(), http2=True, body=b"ok").start()
+    h2 = LoopbackTLSServer(_server_context(cert), http2=True, body=b"ok").start()
+    leaf = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
     info = {
         "h1": port[0],
         "h2": h2.port,
-        "ca_pem": ca.root_pem.decode("ascii"),
-        "pins": [spki_pin(ca.intermediates[0]), spki_pin(ca.root)],
-        "leaf_der_hex": cert.cert.public_bytes(serialization.Encoding.DER).hex(),
+        "ca_pem": root.cert_pem.bytes().decode("ascii"),
+        "pins": [spki_pin(intermediate.cert_pem.bytes()), spki_pin(root.cert_pem.bytes())],
+        "leaf_der_hex": leaf.public_bytes(serialization.Encoding.DER).hex(),
     }
     tmp = info_file + ".tmp"
     with open(tmp, "w") as f:

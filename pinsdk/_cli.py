@@ -600,8 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pinsdk`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:  # the demo owns its options, --help included
-        from ._demo.demo import main as demo_main
-
+        try:
+            from ._demo.demo import main as demo_main
+        except ModuleNotFoundError as exc:  # its CAs come from an optional dependency
+            if exc.name != "trustme":
+                raise
+            print("pinsdk demo: error: needs trustme: pip install 'pinsdk[demo]'", file=sys.stderr)
+            return 2
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(

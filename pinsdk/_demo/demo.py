@@ -10,6 +10,9 @@
    restart; version 1, replayed by the attacker, is rejected;
 5. the failure report of step 3 arrives at a local collector;
 6. a summary, and exit status 0 only if every step behaved as expected.
+
+The certificate authorities are ``trustme``'s (the ``demo`` extra: ``pip install
+'pinsdk[demo]'``); ``pinsdk demo`` says so in one line when it is missing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import anyio
 import httpx
+import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -38,13 +42,30 @@ from .._core.timeutil import format_datetime
 from .._core.trust import UpdateStatus
 from .._refresher import DynamicPins, UpdateResult
 from .._reporting import Reporting
-from .localca import LocalCA, LocalCert
 from .loopback import LoopbackTLSServer, Reply
 
 __all__ = ["main", "run_demo"]
 
 TOKEN = "Bearer demo-secret-token"  # noqa: S105 (a demo value, shown leaking)
 WAIT = 15.0  # seconds any single step may wait for something to happen
+
+
+def _ca(name: str, parent: trustme.CA | None = None) -> trustme.CA:
+    """A throw-away CA (an intermediate when ``parent`` is given), named for the demo."""
+    return trustme.CA(
+        parent_cert=parent, organization_name="pinsdk demo", organization_unit_name=name
+    )
+
+
+def _server_context(leaf: trustme.LeafCert) -> ssl.SSLContext:
+    """A server-side context presenting ``leaf`` and its intermediates."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    return context
+
+
+def _pin(ca: trustme.CA) -> str:
+    return spki_pin(ca.cert_pem.bytes())
 
 
 class _Collector:
@@ -93,16 +114,19 @@ async def run_demo(write: Callable[[str], object]) -> bool:
 
     started = time.perf_counter()
     write("pinsdk demo: everything runs on 127.0.0.1\n")
-    api_ca = LocalCA("Demo API")
-    new_api_ca = LocalCA("Demo API 2027")
-    attacker_ca = LocalCA("Attacker proxy", intermediate=False)
-    ops_ca = LocalCA("Demo operations", intermediate=False)
+    # The API's certificates come from an intermediate (the pinned key), the others straight
+    # from their roots.
+    api_root, new_api_root = _ca("Demo API Root CA"), _ca("Demo API 2027 Root CA")
+    api_ca = _ca("Demo API Intermediate CA", api_root)
+    new_api_ca = _ca("Demo API 2027 Intermediate CA", new_api_root)
+    attacker_ca = _ca("Attacker proxy CA")
+    ops_ca = _ca("Demo operations CA")
 
     def device_trust() -> ssl.SSLContext:
-        # The device trusts every CA here: the attacker's was installed as a "corporate proxy".
+        # The device trusts every root here: the attacker's was installed as a "corporate proxy".
         ctx = ssl.create_default_context()
-        for ca in (api_ca, new_api_ca, attacker_ca, ops_ca):
-            ca.trust(ctx)
+        for root in (api_root, new_api_root, attacker_ca, ops_ca):
+            root.configure_trust(ctx)
         return ctx
 
     signing_key = ed25519.Ed25519PrivateKey.generate()
@@ -110,7 +134,7 @@ async def run_demo(write: Callable[[str], object]) -> bool:
     trusted = signing_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    ops_cert = ops_ca.issue("localhost")
+    ops_cert = ops_ca.issue_cert("localhost")
     collector, update_host = _Collector(), _UpdateHost()
     updated = anyio.Event()
 
@@ -120,14 +144,14 @@ async def run_demo(write: Callable[[str], object]) -> bool:
 
     with (
         LoopbackTLSServer(
-            ops_cert.server_context(), http2=False, handler=collector.handle
+            _server_context(ops_cert), http2=False, handler=collector.handle
         ) as reports,
         LoopbackTLSServer(
-            ops_cert.server_context(), http2=False, handler=update_host.handle
+            _server_context(ops_cert), http2=False, handler=update_host.handle
         ) as cdn,
     ):
         report_uri = reports.url("localhost", "/pin-reports")
-        v1 = _document(signing_key, 1, [spki_pin(api_ca.signer), backup_pin], report_uri)
+        v1 = _document(signing_key, 1, [_pin(api_ca), backup_pin], report_uri)
         update_host.document = v1
         write("1. The operator signs pin document version 1 (the API's intermediate CA plus an")
         write("   offline backup key); the app ships it and the operator's public key.")
@@ -144,7 +168,7 @@ async def run_demo(write: Callable[[str], object]) -> bool:
         )
         async with pins, client:
             await _steps_2_and_3(
-                client, api_ca.issue("127.0.0.1"), attacker_ca, device_trust, step, write
+                client, api_ca.issue_cert("127.0.0.1"), attacker_ca, device_trust, step, write
             )
             await _step_4(
                 client,
@@ -175,13 +199,13 @@ async def run_demo(write: Callable[[str], object]) -> bool:
 
 async def _steps_2_and_3(
     client: httpx.AsyncClient,
-    api_cert: LocalCert,
-    attacker_ca: LocalCA,
+    api_cert: trustme.LeafCert,
+    attacker_ca: trustme.CA,
     device_trust: Callable[[], ssl.SSLContext],
     step: Callable[[str, bool, str], None],
     write: Callable[[str], object],
 ) -> None:
-    with LoopbackTLSServer(api_cert.server_context(), body=b'{"user": "alice"}') as api:
+    with LoopbackTLSServer(_server_context(api_cert), body=b'{"user": "alice"}') as api:
         write(f"\n2. Pinned request to {api.url(path='/v1/me')}")
         response = await client.get(api.url(path="/v1/me"), headers={"Authorization": TOKEN})
         step(
@@ -190,8 +214,8 @@ async def _steps_2_and_3(
             f"HTTP {response.status_code}: {response.text}",
         )
 
-    attacker_cert = attacker_ca.issue("127.0.0.1")
-    with LoopbackTLSServer(attacker_cert.server_context(), body=b"intercepted") as attacker:
+    attacker_cert = attacker_ca.issue_cert("127.0.0.1")
+    with LoopbackTLSServer(_server_context(attacker_cert), body=b"intercepted") as attacker:
         write("\n3. An attacker intercepts with a certificate from another trusted CA")
         try:
             await client.get(attacker.url(path="/v1/me"), headers={"Authorization": TOKEN})
@@ -221,8 +245,8 @@ async def _step_4(
     client: httpx.AsyncClient,
     pins: DynamicPins,
     signing_key: ed25519.Ed25519PrivateKey,
-    new_api_ca: LocalCA,
-    api_ca: LocalCA,
+    new_api_ca: trustme.CA,
+    api_ca: trustme.CA,
     backup_pin: str,
     report_uri: str,
     update_host: _UpdateHost,
@@ -232,7 +256,8 @@ async def _step_4(
     write: Callable[[str], object],
 ) -> None:
     write("\n4. The API rotates to a key from a new CA")
-    with LoopbackTLSServer(new_api_ca.issue("127.0.0.1").server_context(), body=b"v2 ok") as api:
+    rotated = _server_context(new_api_ca.issue_cert("127.0.0.1"))
+    with LoopbackTLSServer(rotated, body=b"v2 ok") as api:
         try:
             await client.get(api.url(path="/v1/me"))
             step("new key refused before the update", False, "accepted before any update")
@@ -245,7 +270,7 @@ async def _step_4(
         v2 = _document(
             signing_key,
             2,
-            [spki_pin(new_api_ca.signer), spki_pin(api_ca.signer), backup_pin],
+            [_pin(new_api_ca), _pin(api_ca), backup_pin],
             report_uri,
         )
         update_host.document = v2
