@@ -18,7 +18,7 @@ from ._core.hosts import normalize_host
 from ._core.keys import keyid_of
 from ._core.pins import parse_pin, spki_pin
 from ._core.policy import DomainPins, PinPolicy
-from ._core.trust import UpdateStatus
+from ._core.trusted import UpdateStatus
 from ._refresher import DynamicPins, UpdateResult, UpdateState
 from ._reporting import Reporting
 from ._request_errors import (

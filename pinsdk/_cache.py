@@ -1,9 +1,10 @@
 """The on-disk pin cache: one file, written atomically, under a lock, in a private directory.
 
 The file holds the raw envelopes and the rollback floor together (see
-:func:`~pinsdk.trust.to_cache`), so the two can never disagree. What is *in* it is judged
-by :func:`~pinsdk.trust.restore`; this module only moves bytes safely. Locking and the
-ownership checks are POSIX only; elsewhere writes are still atomic but not serialised.
+``TrustedPins.to_cache`` in ``pinsdk/_core/trusted.py``), so the two can never disagree.
+What is *in* it is judged by ``TrustedPins.load_cache``; this module only moves bytes
+safely. Locking and the ownership checks are POSIX only; elsewhere writes are still atomic
+but not serialised.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``DynamicPins``: pins fetched from an update URL as signed documents, swapped live.
 
-A thin anyio shell around the pure trust rules in :mod:`pinsdk.trust`: it fetches
-(through a client pinned by itself), hands the bytes to :func:`~pinsdk.trust.accept`,
-and on success swaps one reference. Readers (every TLS handshake) never lock.
+A thin anyio shell around :class:`~pinsdk._core.trusted.TrustedPins`, which alone decides
+what is in force (bootstrap, cache, documents, expiry). This module does the I/O: it
+fetches (through a client pinned by itself), schedules, reads and writes the cache file,
+logs and runs callbacks. Readers (every TLS handshake) never lock.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from anyio.abc import TaskGroup
 
 from ._cache import cache_lock, read_cache, remove_legacy_floor, unsafe_directory, write_cache
 from ._core.envelope import DEFAULT_CLOCK_LEEWAY
-from ._core.errors import PinConfigError, UpdateRejectedError
+from ._core.errors import PinConfigError
 from ._core.keys import KeySet, PublicKeyLike
 from ._core.policy import PinPolicy
 from ._core.response import BodyReader, BodyRefused, judge_headers
-from ._core.trust import Decision, TrustState, UpdateStatus, accept, restore, to_cache
+from ._core.trusted import CacheStatus, Decision, TrustedPins, UpdateStatus
 from ._fetch import Fetcher, HttpxFetcher
 from ._reporting import FailureCallback, Monitor, run_hook
 from ._tls import VerifyTypes, pinned_ssl_context
@@ -74,15 +75,6 @@ _STAT_FOR = {
 }
 
 
-@attrs.frozen
-class _Live:
-    """What handshakes read: swapped as one reference."""
-
-    policy: PinPolicy
-    expires_at: float | None
-    fallback: PinPolicy
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -127,10 +119,6 @@ class DynamicPins:
                 raise PinConfigError(f"{name} must be a positive number of seconds, not {value!r}")
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1024:
             raise PinConfigError(f"max_size must be an integer of at least 1024, not {max_size!r}")
-        if on_expiry not in ("keep", "unpin"):
-            raise PinConfigError(f"on_expiry must be 'keep' or 'unpin', not {on_expiry!r}")
-        if not isinstance(clock_leeway, (int, float)) or clock_leeway < 0:
-            raise PinConfigError(f"clock_leeway must be >= 0 seconds, not {clock_leeway!r}")
         self.update_url = str(url)
         self.app_keys = KeySet.build(trusted_keys, threshold)  # type: ignore[arg-type]
         self.cache_path = None if cache_path is None else os.fspath(cache_path)
@@ -138,8 +126,6 @@ class DynamicPins:
         self.auto_refresh = auto_refresh
         self.timeout = float(timeout)
         self.max_size = max_size
-        self.on_expiry = on_expiry
-        self.clock_leeway = float(clock_leeway)
         self._trust_env = trust_env
         self.on_update = on_update
         if self_heal_interval is not None and (
@@ -157,24 +143,17 @@ class DynamicPins:
         self._last_heal: float | None = None
         self._heal_inflight: anyio.Event | None = None
 
-        fallback = PinPolicy()
-        self._trust = TrustState(keys=self.app_keys)
-        if isinstance(bootstrap, PinPolicy):
-            fallback = bootstrap
-        elif isinstance(bootstrap, (bytes, bytearray)):
-            decision = accept(
-                self._trust, bytes(bootstrap), clock_leeway=self.clock_leeway, check_expiry=False
-            )
-            if decision.status is not UpdateStatus.UPDATED:
-                raise PinConfigError(f"bootstrap document does not verify: {decision.reason}")
-            self._trust = decision.state
-        elif bootstrap is not None:
-            raise PinConfigError(
-                "bootstrap must be a PinPolicy or signed envelope bytes, "
-                f"not {type(bootstrap).__name__}"
-            )
-        self._fallback = fallback
-        self._live = self._live_for(self._trust)
+        # Bootstrap, cache and documents all become pins through this one object.
+        self._trust = TrustedPins(
+            self.app_keys,
+            bootstrap,
+            on_expiry=on_expiry,
+            clock_leeway=clock_leeway,
+            max_size=max_size,
+        )
+        self.on_expiry = on_expiry
+        self.clock_leeway = float(clock_leeway)
+        self._fallback = self._trust.bootstrap
         self._etag: str | None = None
         self._last_modified: str | None = None
         self._last_result: UpdateResult | None = None
@@ -193,36 +172,22 @@ class DynamicPins:
     @property
     def current(self) -> PinPolicy:
         """The :class:`PinPolicy` in force (its ``version`` is the document's)."""
-        live = self._live
-        if (
-            live.expires_at is not None
-            and self.on_expiry == "unpin"
-            and time.time() >= live.expires_at
-        ):
-            return live.fallback
-        return live.policy
-
-    def _live_for(self, trust: TrustState) -> _Live:
-        doc = trust.document
-        if doc is None:
-            return _Live(policy=self._fallback, expires_at=None, fallback=self._fallback)
-        return _Live(policy=doc.policy, expires_at=doc.expires.timestamp(), fallback=self._fallback)
+        return self._trust.current
 
     @property
     def state(self) -> UpdateState:
         """A frozen snapshot: last result, time of last success, staleness, keys in force."""
-        trust, live = self._trust, self._live
-        doc = trust.document
+        facts = self._trust.facts()
         return UpdateState(
             last_result=self._last_result,
             last_success=self._last_success,
-            version=live.policy.version if doc is None else doc.version,
-            expires=None if doc is None else doc.expires,
-            stale=live.expires_at is not None and time.time() >= live.expires_at,
+            version=facts.version,
+            expires=facts.expires,
+            stale=facts.stale,
             consecutive_failures=self._failures,
-            keyids=tuple(k.keyid for k in trust.keys.keys),
-            threshold=trust.keys.threshold,
-            floor=trust.version,
+            keyids=facts.keyids,
+            threshold=facts.threshold,
+            floor=facts.floor,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -262,32 +227,21 @@ class DynamicPins:
         cached = read_cache(self.cache_path)
         if cached is None:
             return
-        try:
-            restored = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
-        except UpdateRejectedError as exc:
+        outcome = self._trust.load_cache(cached)
+        if outcome.status is CacheStatus.CORRUPT:
             logger.warning(
                 "pin cache %s is corrupt and not trusted (%s); the bootstrap and the update "
                 "server decide",
                 self.cache_path,
-                exc.reason,
+                outcome.reason,
             )
-            return
-        if restored.document is None or (
-            self._trust.document is not None and restored.version <= self._trust.document.version
-        ):
-            logger.info("pin cache %s is not newer than the bootstrap; not used", self.cache_path)
-            return
-        self._install(restored)
-        if isinstance(cached, dict):
+        elif outcome.status is CacheStatus.NOT_NEWER:
+            logger.info("pin cache %s is not used: %s", self.cache_path, outcome.reason)
+        else:
             etag, modified = cached.get("etag"), cached.get("last_modified")
             self._etag = etag if isinstance(etag, str) else None
             self._last_modified = modified if isinstance(modified, str) else None
-        logger.info("loaded pin document version %d from %s", restored.version, self.cache_path)
-
-    def _install(self, trust: TrustState) -> None:
-        # Two plain assignments: handshakes read self._live only, never a half-built value.
-        self._trust = trust
-        self._live = self._live_for(trust)
+            logger.info("loaded pin document version %d from %s", outcome.version, self.cache_path)
 
     # -- fetching ----------------------------------------------------------------------
 
@@ -316,7 +270,7 @@ class DynamicPins:
         return result
 
     def _result(self, status: UpdateStatus, reason: str, http_status: int | None) -> UpdateResult:
-        return UpdateResult(status, reason, self._trust.version, _now(), http_status)
+        return UpdateResult(status, reason, self._trust.floor, _now(), http_status)
 
     async def _refresh_locked(self) -> UpdateResult:
         headers = {
@@ -342,7 +296,7 @@ class DynamicPins:
                         response.headers,
                         conditional=conditional,
                         holds_document=self._trust.document is not None,
-                        version=self._trust.version,
+                        version=self._trust.floor,
                         max_size=self.max_size,
                     )
                     if early is not None:
@@ -387,10 +341,11 @@ class DynamicPins:
         return self._record(result, "an applied document")
 
     async def _apply(self, body: bytes) -> Decision:
-        decision = await self._decide(body)
-        if decision.status is UpdateStatus.UPDATED:
-            self._install(decision.state)
-        return decision
+        """Hand the bytes to the trusted set; a large document is verified off the event
+        loop (the swap is one assignment wherever it runs)."""
+        if len(body) > 32 * 1024:
+            return await anyio.to_thread.run_sync(self._trust.update, body)
+        return self._trust.update(body)
 
     def _early(self, outcome: tuple[UpdateStatus, str], code: int) -> UpdateResult:
         status, reason = outcome
@@ -399,61 +354,41 @@ class DynamicPins:
             # nothing fresh, and answering 304 forever must not pass for a check.
             status = UpdateStatus.FAILED
             reason = (
-                f"HTTP 304, but version {self._trust.version} in force has expired: the "
+                f"HTTP 304, but version {self._trust.floor} in force has expired: the "
                 "update server has no fresh document"
             )
         return self._result(status, reason, code)
 
-    async def _decide(self, body: bytes) -> Decision:
-        def judge() -> Decision:
-            return accept(self._trust, body, clock_leeway=self.clock_leeway, max_size=self.max_size)
-
-        if len(body) > 32 * 1024:  # a large document: verify off the event loop
-            return await anyio.to_thread.run_sync(judge)
-        return judge()
-
     async def _save(self) -> None:
         if self.cache_path is None:
             return
-        path, trust = self.cache_path, self._trust
+        path = self.cache_path
         extra = {"etag": self._etag, "last_modified": self._last_modified}
         try:
-            kept = await anyio.to_thread.run_sync(self._write_cache, path, trust, extra)
+            kept = await anyio.to_thread.run_sync(self._write_cache, path, extra)
         except OSError as exc:
             logger.warning("could not write pin cache %s: %s", path, exc)
             return
-        if kept is not None:
+        if kept:
             logger.debug(
-                "pin cache %s already holds version %d (another process); kept", path, kept
+                "pin cache %s already holds a version at least as new (another process); kept",
+                path,
             )
 
-    def _write_cache(
-        self, path: str, trust: TrustState, extra: dict[str, str | None]
-    ) -> int | None:
-        """Write ``trust`` unless the file already holds a verified document at least as new
-        (then return that version). Under the lock, so the floor on disk never goes down
-        whichever process writes last."""
+    def _write_cache(self, path: str, extra: dict[str, str | None]) -> bool:
+        """Write the trusted state unless the file already holds a verified document at
+        least as new (then return True). Under the lock, so the floor on disk never goes
+        down whichever process writes last."""
         problem = unsafe_directory(path)
         if problem is not None:
             raise OSError(problem)
         with cache_lock(path):
-            held = self._cached_version(path)
-            if held is not None and held >= trust.version:
-                return held
-            write_cache(path, to_cache(trust, extra))
+            content = self._trust.to_cache(extra, replacing=read_cache(path, quiet=True))
+            if content is None:
+                return True
+            write_cache(path, content)
             remove_legacy_floor(path)
-        return None
-
-    def _cached_version(self, path: str) -> int | None:
-        """The version of the verified document in the cache file, if it holds one."""
-        cached = read_cache(path, quiet=True)
-        if cached is None:
-            return None
-        try:
-            held = restore(self.app_keys, cached, clock_leeway=self.clock_leeway)
-        except UpdateRejectedError:
-            return None  # corrupt or foreign: replaced by ours
-        return None if held.document is None else held.version
+        return False
 
     def stats(self) -> dict[str, int]:
         """Counters: updates by outcome, handshakes and pin failures with these pins."""

@@ -186,7 +186,7 @@ def _require_threshold(envelope: Envelope, keys: KeySet, which: str) -> frozense
     return valid
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, init=False)
 class VerifiedPayload(Mapping[str, Any]):
     """A pin document whose signatures verified: read it as a mapping or by attributes.
 
@@ -194,6 +194,9 @@ class VerifiedPayload(Mapping[str, Any]):
     ``version``); ``rotated_keys`` is the new key set when the document rotates keys.
     The mapping (``data``) is decoded again from ``payload`` on first use: the policy
     is what a client keeps, not tens of thousands of JSON objects it never reads.
+
+    This type has no public constructor: :func:`verify_envelope` returns one. (Nothing
+    accepts one as input either: the trusted state takes signed bytes only.)
     """
 
     payload: bytes
@@ -205,6 +208,16 @@ class VerifiedPayload(Mapping[str, Any]):
     rotated_keys: KeySet | None
     signed_by: frozenset[str]
     _decoded: list[Mapping[str, Any]] = attrs.field(factory=list, init=False, repr=False)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("VerifiedPayload has no public constructor: verify_envelope returns one")
+
+    @classmethod
+    def _verified(cls, **fields: Any) -> VerifiedPayload:
+        """Only :func:`verify_envelope` calls this, once every check passed."""
+        payload = object.__new__(cls)
+        payload.__attrs_init__(**fields)
+        return payload
 
     @property
     def data(self) -> Mapping[str, Any]:
@@ -389,7 +402,7 @@ def verify_envelope(
                 f"document version {parsed['version']} claims to be issued in the future "
                 f"({parsed['issued_at'].isoformat()})"
             )
-    return VerifiedPayload(payload=envelope.payload, signed_by=valid, **parsed)
+    return VerifiedPayload._verified(payload=envelope.payload, signed_by=valid, **parsed)
 
 
 def sign_envelope(

@@ -193,6 +193,16 @@ class HostPattern:
             raise PinConfigError(f"host pattern {pattern!r} puts a wildcard on an IP address")
         return cls(kind, base, ("**." if kind is PatternKind.ANY_LABELS else "*.") + base)
 
+    @classmethod
+    def _canonical(cls, text: str) -> HostPattern:
+        """A pattern already in canonical form (the bulk loader checked it): split, not
+        normalised again. ``parse(text)`` gives the same value."""
+        if text[:3] == "**.":
+            return cls(PatternKind.ANY_LABELS, text[3:], text)
+        if text[:2] == "*.":
+            return cls(PatternKind.ONE_LABEL, text[2:], text)
+        return cls(PatternKind.EXACT, text, text)
+
     def matches(self, host: str, *, include_subdomains: bool = False) -> bool:
         """Whether a normalised host name matches (the readable reference implementation)."""
         if self.kind is PatternKind.EXACT:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 
-from .trust import UpdateStatus
+from .trusted import UpdateStatus
 
 __all__ = ["ACCEPTED_CONTENT_TYPES", "BodyReader", "BodyRefused", "judge_headers"]
 

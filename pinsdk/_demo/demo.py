@@ -39,7 +39,7 @@ from .._core.envelope import sign_envelope
 from .._core.errors import PinningError
 from .._core.pins import spki_pin, spki_pin_of_key
 from .._core.timeutil import format_datetime
-from .._core.trust import UpdateStatus
+from .._core.trusted import UpdateStatus
 from .._refresher import DynamicPins, UpdateResult
 from .._reporting import Reporting
 from .loopback import LoopbackTLSServer, Reply

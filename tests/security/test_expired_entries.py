@@ -168,7 +168,7 @@ async def test_a_handshake_after_an_entry_lapsed_warns_once_and_stats_count_it(
         assert (await one_request())["entries_expired"] == 0
         assert _warnings(caplog) == []
         later = time.time() + 2 * 3600
-        monkeypatch.setattr(pinsdk._core.policy, "time", types.SimpleNamespace(time=lambda: later))
+        monkeypatch.setattr("pinsdk._core.policy.time", types.SimpleNamespace(time=lambda: later))
         assert (await one_request())["entries_expired"] == 1
         assert (await one_request())["entries_expired"] == 1
     lines = _warnings(caplog)

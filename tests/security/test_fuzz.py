@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import pinsdk
 from pinsdk._core.envelope import PAYLOAD_TYPE, pae, parse_envelope
-from pinsdk._core.hosts import HostPattern, normalize_host
+from pinsdk._core.hosts import HostPattern, is_ip_literal, normalize_host
 from pinsdk._core.pins import parse_pin
 
 from ..signing import ed25519_key
@@ -193,6 +193,8 @@ def test_bulk_domain_path_builds_what_the_general_path_builds(
 
 
 def _probes(base: str) -> list[str]:
+    if is_ip_literal(base):  # "x.0.0.0.0" is no host name: only the address itself is probed
+        return [base]
     return [base, "x." + base, "x.y." + base, base.partition(".")[2] or base]
 
 

@@ -263,7 +263,6 @@ async def test_a_304_while_the_document_in_force_has_expired_is_a_failure(
     with 304, forever. Once the document in force has expired that cannot count as a
     successful check: the server has nothing fresh."""
     import time
-    import types
 
     document = doc(signer, 2, [pins["leaf"], BACKUP])
 
@@ -277,8 +276,8 @@ async def test_a_304_while_the_document_in_force_has_expired_is_a_failure(
     assert (await pinned.refresh()).status is UpdateStatus.UPDATED
     success = pinned.state.last_success
     later = time.time() + 400 * 86400  # past the document's expiry and any leeway
-    clock = types.SimpleNamespace(time=lambda: later, monotonic=time.monotonic)
-    monkeypatch.setattr("pinsdk._refresher.time", clock)
+    # The trusted set's injectable clock: the document in force is now past its expiry.
+    monkeypatch.setattr(pinned._trust, "_clock", lambda: later)
     assert pinned.state.stale
     result = await pinned.refresh()
     assert updates.server.requests[-1]["if-none-match"] == '"v2"'
