@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 
 from ._core.errors import PinConfigError
-from ._reporting import FailureCallback, Monitor, MonitorOwner, Reporting
+from ._reporting import FailureCallback, Monitor, Observed, Reporting
 from ._tls import PinCheck, PinsArg, VerifyTypes, as_source, pin_check_of, pinned_ssl_context
 from ._transport import PinnedTransport, pinned_proxy_context
 
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(MonitorOwner, httpx.AsyncClient):
+class AsyncClient(Observed, httpx.AsyncClient):
     """An ``httpx.AsyncClient`` whose every connection is pin-checked.
 
     Every httpx argument works (``proxy=``, environment proxies with
@@ -28,7 +28,9 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
     is refused with a ``ValueError`` (:class:`~pinsdk.PinConfigError`).
 
     ``on_pin_failure`` and ``reporting`` work as for :class:`PinnedTransport`; reports
-    are sent by a background task while the client is open (``async with``).
+    are sent by a background task that starts with the first report and stops at
+    :meth:`aclose` (or the end of ``async with``), which also removes the client's
+    observer from the pin check of a shared ``SSLContext``.
     """
 
     def __init__(
@@ -144,10 +146,13 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
             _monitor=self.monitor,
         )
 
-    async def __aenter__(self) -> AsyncClient:
-        await super().__aenter__()
-        await self._start_reporter()
-        return self
+    async def aclose(self) -> None:
+        """Close the transports, leave the pin check of a shared ``SSLContext`` and stop
+        the report sender. Safe in any order with other clients."""
+        try:
+            await super().aclose()
+        finally:
+            await self.monitor.release([self._check])
 
     async def __aexit__(
         self,
@@ -155,5 +160,7 @@ class AsyncClient(MonitorOwner, httpx.AsyncClient):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        await self._stop_reporter()
-        await super().__aexit__(exc_type, exc_value, traceback)
+        try:
+            await super().__aexit__(exc_type, exc_value, traceback)
+        finally:
+            await self.monitor.release([self._check])

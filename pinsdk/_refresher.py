@@ -20,8 +20,8 @@ from typing import Literal
 import anyio
 import attrs
 import httpx
-from anyio.abc import TaskGroup
 
+from ._background import BackgroundTask
 from ._cache import cache_lock, read_cache, remove_legacy_floor, unsafe_directory, write_cache
 from ._core.envelope import DEFAULT_CLOCK_LEEWAY
 from ._core.errors import PinConfigError
@@ -86,8 +86,10 @@ class DynamicPins:
     :class:`~pinsdk.PinnedTransport`; ``current`` is the :class:`PinPolicy` in force,
     read at every handshake. Use it as an async context manager: entering loads the
     cache and, with ``auto_refresh=True``, starts the refresher (its first fetch begins
-    at once; entering does not wait); leaving stops it. ``on_update`` (sync or async) is
-    called with every :class:`UpdateResult` of the refresher; its errors are logged.
+    at once; entering does not wait); leaving, or :meth:`aclose`, stops it. The
+    refresher is a task of the event loop, not of the caller's task group: any number of
+    ``DynamicPins`` close in any order. ``on_update`` (sync or async) is called with
+    every :class:`UpdateResult` of the refresher; its errors are logged.
     """
 
     def __init__(
@@ -160,7 +162,6 @@ class DynamicPins:
         self._last_success: datetime | None = None
         self._failures = 0
         self._lock = anyio.Lock()
-        self._task_group: TaskGroup | None = None
         # The update host may itself be pinned by the document: it is fetched through us.
         self._ssl_context = pinned_ssl_context(self, verify=verify, trust_env=trust_env)
         self._fetcher: Fetcher = fetcher or HttpxFetcher(
@@ -192,6 +193,9 @@ class DynamicPins:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    # The refresher loop: started by __aenter__ (auto_refresh), stopped by aclose().
+    _refresher: BackgroundTask | None = None
+
     async def __aenter__(self) -> DynamicPins:
         if self.cache_path is not None:
             await anyio.to_thread.run_sync(self._load_cache)
@@ -202,9 +206,10 @@ class DynamicPins:
                 self.update_url,
             )
         if self.auto_refresh:
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-            self._task_group.start_soon(self._run, name="pinsdk refresher")
+            refresher = self._refresher
+            if refresher is None or refresher.closed:
+                refresher = self._refresher = BackgroundTask(self._run, "pinsdk refresher")
+            refresher.start()
         return self
 
     async def __aexit__(
@@ -213,10 +218,14 @@ class DynamicPins:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        group, self._task_group = self._task_group, None
-        if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(exc_type, exc, tb)
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the background refresher. The pins in force stay in force (a client still
+        using them keeps pinning); entering again starts a new refresher."""
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            await refresher.aclose()
 
     def _load_cache(self) -> None:
         assert self.cache_path is not None
@@ -400,6 +409,12 @@ class DynamicPins:
         per ``self_heal_interval``, shared by concurrent callers) and say whether the pins
         for ``host`` now differ from ``expected`` (then one retry is worth it)."""
         if self.self_heal_interval is None:
+            return False
+        owner = self._lock.statistics().owner
+        if owner is not None and owner.id == anyio.get_current_task().id:
+            # Called from inside this task's own refresh (its fetch failed pinning): a
+            # refresh cannot wait for itself, and the outer one reports the failure.
+            logger.debug("pin failure on %s during a refresh of these pins: no self-heal", host)
             return False
         inflight = self._heal_inflight
         if inflight is not None:

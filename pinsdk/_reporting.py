@@ -1,7 +1,9 @@
 """Pin failure callbacks, counters and the report sender (the I/O shell of events.py).
 
 Nothing here runs inside a request: failures are queued and a background task posts
-them, so a slow or dead collector never delays or fails the request that failed.
+them, so a slow or dead collector never delays or fails the request that failed. The
+task starts with the first report queued (whether or not its owner was entered with
+``async with``) and stops when the owner closes.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
 import attrs
 import httpx
-from anyio.abc import TaskGroup
 
+from ._background import BackgroundTask
 from ._core.errors import PinConfigError
 from ._core.events import Deduplicator, PinFailure, Stats, build_report, dedup_key
 from ._core.policy import PinPolicy
-from ._tls import PinSource, VerifyTypes, pinned_ssl_context
+from ._tls import PinCheck, PinSource, VerifyTypes, pinned_ssl_context
 
-__all__ = ["Monitor", "MonitorOwner", "Reporter", "Reporting"]
+__all__ = ["Monitor", "Observed", "Reporter", "Reporting"]
 
 logger = logging.getLogger("pinsdk")
 
@@ -60,7 +62,11 @@ class Reporting:
 
 
 class Reporter:
-    """A bounded queue of reports and the task that drains it."""
+    """A bounded queue of reports and the background task that drains it.
+
+    The task starts with the first report queued, from whichever task queued it, and
+    :meth:`aclose` stops it; reports queued after that are dropped (and counted).
+    """
 
     def __init__(self, config: Reporting, stats: Stats, sdk_version: str) -> None:
         self.config = config
@@ -71,9 +77,14 @@ class Reporter:
         self._wake: anyio.Event | None = None
         self._sending = False
         self._idle: anyio.Event | None = None
+        self._task = BackgroundTask(self.run, "pinsdk report sender")
 
     def enqueue(self, failure: PinFailure) -> None:
         """Queue a report unless it is a duplicate or the queue is full (never blocks)."""
+        if self._task.closed:
+            self.stats.add("reports_dropped")
+            logger.info("pin failure report for %s dropped: its client is closed", failure.host)
+            return
         if not self._dedup.first_in_interval(dedup_key(failure), time.monotonic()):
             self.stats.add("reports_deduplicated")
             return
@@ -84,6 +95,11 @@ class Reporter:
         self._queue.append(failure)
         if self._wake is not None:
             self._wake.set()
+        self._task.start()
+
+    async def aclose(self) -> None:
+        """Stop the sender; reports still queued are not sent."""
+        await self._task.aclose()
 
     def _client(self) -> httpx.AsyncClient:
         timeout = httpx.Timeout(self.config.timeout)
@@ -97,18 +113,23 @@ class Reporter:
 
     async def run(self) -> None:
         """Post queued reports until cancelled."""
-        async with self._client() as client:
-            while True:
-                self._wake = anyio.Event()
-                while self._queue:
-                    self._sending = True
-                    try:
-                        await self._send(client, self._queue.popleft())
-                    finally:
-                        self._sending = False
-                if self._idle is not None:
-                    self._idle.set()
-                await self._wake.wait()
+        try:
+            async with self._client() as client:
+                while True:
+                    self._wake = anyio.Event()
+                    while self._queue:
+                        self._sending = True
+                        try:
+                            await self._send(client, self._queue.popleft())
+                        finally:
+                            self._sending = False
+                    if self._idle is not None:
+                        self._idle.set()
+                    await self._wake.wait()
+        finally:
+            self._wake = None
+            if self._idle is not None:  # a flush waiting on a run that ended
+                self._idle.set()
 
     @property
     def pending(self) -> int:
@@ -118,11 +139,13 @@ class Reporter:
     async def flush(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` seconds) until every queued report was attempted."""
         with anyio.move_on_after(timeout):
-            while self.pending:
-                self._idle = anyio.Event()
-                if self.pending:
-                    await self._idle.wait()
-            return True
+            while self.pending and not self._task.closed:
+                idle = self._idle
+                if idle is None or idle.is_set():  # one event for every waiting flush
+                    self._idle = idle = anyio.Event()
+                self._task.start()  # nothing while it runs; again if a run ended
+                await idle.wait()
+            return not self.pending
         return False
 
     async def _send(self, client: httpx.AsyncClient, failure: PinFailure) -> None:
@@ -188,13 +211,20 @@ class Monitor:
         if self.reporter is not None and failure.report_uri is not None:
             self.reporter.enqueue(failure)
 
+    async def release(self, checks: Iterable[PinCheck]) -> None:
+        """The owner closed: stop counting into ``checks`` (a shared context keeps nothing
+        of a closed client) and stop the report sender."""
+        for check in checks:
+            check.remove_monitors([self])
+        if self.reporter is not None:
+            await self.reporter.aclose()
 
-class MonitorOwner:
-    """What AsyncClient and PinnedTransport share: counters, and the report sender task."""
+
+class Observed:
+    """What AsyncClient and PinnedTransport share: counters and flushing their reports."""
 
     monitor: Monitor
     pins: PinSource
-    _report_group: TaskGroup | None = None
 
     def stats(self) -> dict[str, int]:
         """Counters: handshakes checked and passed, pin failures, reports, policy version."""
@@ -202,22 +232,7 @@ class MonitorOwner:
         return self.monitor.stats.as_dict(current.version, current)
 
     async def flush_reports(self, timeout: float = 5.0) -> bool:
-        """Wait until queued pin failure reports were sent (or failed); False on timeout.
-
-        Reports are only sent while this object is open (``async with``).
-        """
+        """Wait until queued pin failure reports were sent (or failed); False on timeout
+        or if the owner closed with reports unsent. Works with or without ``async with``."""
         reporter = self.monitor.reporter
         return True if reporter is None else await reporter.flush(timeout)
-
-    async def _start_reporter(self) -> None:
-        reporter = self.monitor.reporter
-        if reporter is not None and self._report_group is None:
-            self._report_group = anyio.create_task_group()
-            await self._report_group.__aenter__()
-            self._report_group.start_soon(reporter.run, name="pinsdk report sender")
-
-    async def _stop_reporter(self) -> None:
-        group, self._report_group = self._report_group, None
-        if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)

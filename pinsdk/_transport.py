@@ -14,7 +14,7 @@ import httpx
 from ._core.errors import PinConfigError
 from ._core.events import PinFailure
 from ._core.hosts import fast_normalize, normalize_host
-from ._reporting import FailureCallback, Monitor, MonitorOwner, Reporting
+from ._reporting import FailureCallback, Monitor, Observed, Reporting
 from ._request_errors import PinValidationError, PlaintextRequestError, SNIHostnameError
 from ._tls import (
     PinCheck,
@@ -78,7 +78,7 @@ def pinned_proxy(
     return httpx.Proxy(proxy.url, ssl_context=context, auth=proxy.auth, headers=proxy.headers)
 
 
-class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
+class PinnedTransport(Observed, httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that checks pins on every new TLS connection.
 
     ``pins`` is a :class:`~pinsdk.PinPolicy` or an object whose ``.current`` is the
@@ -93,9 +93,10 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
 
     ``on_pin_failure`` (sync or async) receives a :class:`~pinsdk.PinFailure` for every
     failure; ``reporting`` configures reports to the policy's ``report_uri`` (sent by a
-    background task while the transport is open). With :class:`~pinsdk.DynamicPins`, an
-    enforced failure triggers a rate-limited refresh and, if the host's pins changed, one
-    retry on a new connection (safe: no request byte was sent).
+    background task from the first report until :meth:`aclose`). With
+    :class:`~pinsdk.DynamicPins`, an enforced failure triggers a rate-limited refresh and,
+    if the host's pins changed, one retry on a new connection (safe: no request byte was
+    sent).
     """
 
     def __init__(
@@ -125,6 +126,8 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         check = pin_check_of(self.ssl_context)
         assert check is not None
         self._check: PinCheck = check
+        # Every pin check this transport counts into: emptied of its monitor at close.
+        self._checks: list[PinCheck] = [check]
         self._proxy_host: str | None = None
         self._proxy_port: int | None = None
         proxy = kwargs.get("proxy")
@@ -134,6 +137,9 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
             if isinstance(proxy, httpx.Proxy) and proxy.url.scheme == "https":
                 self._proxy_host = fast_normalize(proxy.url.host)
                 self._proxy_port = _default_port(proxy.url)
+                proxy_check = None if proxy.ssl_context is None else pin_check_of(proxy.ssl_context)
+                if proxy_check is not None and proxy_check is not check:
+                    self._checks.append(proxy_check)
         self._inner_kwargs: dict[str, Any] = {
             "verify": self.ssl_context,
             "http2": http2,
@@ -284,20 +290,29 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         logger.warning("plaintext request to report-mode pinned host %s", request.url.host)
 
     async def aclose(self) -> None:
-        """Close the connection pools (and stop the report sender if it runs)."""
-        await self._inner.aclose()
-        await self._close_sni_pools()
-        await self._stop_reporter()
+        """Close the connection pools, leave the pin check of a shared ``SSLContext`` and
+        stop the report sender. Safe in any order with other clients and transports."""
+        try:
+            await self._inner.aclose()
+            await self._close_sni_pools()
+        finally:
+            await self._release()
 
     async def _close_sni_pools(self) -> None:
         pools, self._sni_inner = list(self._sni_inner.values()), {}
         for pool in pools:
             await pool.aclose()
 
+    async def _release(self) -> None:
+        # Inside an AsyncClient the monitor is the client's: the client stops its sender.
+        if self._owns_monitor:
+            await self.monitor.release(self._checks)
+        else:
+            for check in self._checks:
+                check.remove_monitors([self.monitor])
+
     async def __aenter__(self) -> PinnedTransport:
         await self._inner.__aenter__()
-        if self._owns_monitor:  # inside an AsyncClient, the client runs the sender
-            await self._start_reporter()
         return self
 
     async def __aexit__(
@@ -306,6 +321,8 @@ class PinnedTransport(MonitorOwner, httpx.AsyncBaseTransport):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        await self._stop_reporter()
-        await self._close_sni_pools()
-        await self._inner.__aexit__(exc_type, exc_value, traceback)
+        try:
+            await self._close_sni_pools()
+            await self._inner.__aexit__(exc_type, exc_value, traceback)
+        finally:
+            await self._release()

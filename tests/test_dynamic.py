@@ -340,7 +340,7 @@ async def test_background_refresher_picks_up_updates(
             await arrived[3].wait()
             assert pinned.current.pins_for("127.0.0.1") == {pins["root"], BACKUP}
     count = len(seen)
-    assert pinned._task_group is None
+    assert pinned._refresher is None  # leaving stopped the refresher
     assert count >= 2
     assert {r.status for r in seen} <= {UpdateStatus.UPDATED, UpdateStatus.NOT_MODIFIED}
 
