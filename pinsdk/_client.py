@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -107,15 +106,7 @@ class AsyncClient(Observed, httpx.AsyncClient):
     ) -> httpx.AsyncBaseTransport:
         if transport is not None:
             return transport
-        return PinnedTransport(
-            self.pins,
-            verify=self._pinned_context,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            trust_env=trust_env,
-            _monitor=self.monitor,
-        )
+        return self._pinned_transport(http1, http2, limits, trust_env)
 
     def _init_proxy_transport(
         self,
@@ -135,6 +126,17 @@ class AsyncClient(Observed, httpx.AsyncClient):
             proxy = httpx.Proxy(
                 proxy.url, ssl_context=self._proxy_context, auth=proxy.auth, headers=proxy.headers
             )
+        return self._pinned_transport(http1, http2, limits, trust_env, proxy=proxy)
+
+    def _pinned_transport(
+        self,
+        http1: bool,
+        http2: bool,
+        limits: httpx.Limits,
+        trust_env: bool,
+        proxy: httpx.Proxy | None = None,
+    ) -> PinnedTransport:
+        # Every transport of this client shares its context, pin source and observer.
         return PinnedTransport(
             self.pins,
             verify=self._pinned_context,
@@ -151,16 +153,5 @@ class AsyncClient(Observed, httpx.AsyncClient):
         the report sender. Safe in any order with other clients."""
         try:
             await super().aclose()
-        finally:
-            await self.monitor.release([self._check])
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        try:
-            await super().__aexit__(exc_type, exc_value, traceback)
         finally:
             await self.monitor.release([self._check])

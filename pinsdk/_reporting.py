@@ -15,7 +15,8 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -225,6 +226,8 @@ class Observed:
 
     monitor: Monitor
     pins: PinSource
+    # Each owner's own: it closes its pools and leaves its pin checks.
+    aclose: Callable[[], Coroutine[Any, Any, None]]
 
     def stats(self) -> dict[str, int]:
         """Counters: handshakes checked and passed, pin failures, reports, policy version."""
@@ -236,3 +239,13 @@ class Observed:
         or if the owner closed with reports unsent. Works with or without ``async with``."""
         reporter = self.monitor.reporter
         return True if reporter is None else await reporter.flush(timeout)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        # httpx's __aexit__ closes what aclose closes: one path, so nothing is left behind
+        # whichever way the owner is closed, and in any order with other owners.
+        await self.aclose()

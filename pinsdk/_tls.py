@@ -315,6 +315,15 @@ class _Recheck:
     # What the refusal said (not the exception: its traceback would hold this object).
     _refusal: tuple[str, Verdict, PinFailure | None] | None = None
 
+    def _guard(self, stage: str) -> None:
+        """Before a write or after a read: has the policy changed since the check?"""
+        try:
+            changed = self._checked_under is not self.pin_source.current
+        except Exception as exc:
+            raise _source_failed(exc) from exc
+        if changed:
+            self._recheck(stage)
+
     def _recheck(self, stage: str) -> None:
         """The policy in force is not the one this connection was checked under."""
         refusal = self._refusal
@@ -350,21 +359,11 @@ class _RecheckedSSLObject(_Recheck, PinnedSSLObject):
         # two) then costs nothing, and data is never returned without the guard.
         tls: Any = self._sslobj  # type: ignore[attr-defined]
         data = tls.read(len) if buffer is None else tls.read(len, buffer)
-        try:
-            changed = self._checked_under is not self.pin_source.current
-        except Exception as exc:
-            raise _source_failed(exc) from exc
-        if changed:
-            self._recheck("receive")
+        self._guard("receive")
         return data
 
     def write(self, data: Any) -> int:
-        try:
-            changed = self._checked_under is not self.pin_source.current
-        except Exception as exc:
-            raise _source_failed(exc) from exc
-        if changed:
-            self._recheck("send")
+        self._guard("send")
         return self._sslobj.write(data)  # type: ignore[attr-defined,no-any-return]
 
 
@@ -398,12 +397,7 @@ class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
         # Unwrapped or not yet connected: no TLS, nothing pinned to recheck.
         if self._sslobj is None:  # type: ignore[attr-defined]
             return
-        try:
-            changed = self._checked_under is not self.pin_source.current
-        except Exception as exc:
-            raise _source_failed(exc) from exc
-        if changed:
-            self._recheck(stage)
+        self._guard(stage)
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         self._current("receive")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
 from typing import Any
 
 import attrs
@@ -13,7 +12,7 @@ import httpx
 
 from ._core.errors import PinConfigError
 from ._core.events import PinFailure
-from ._core.hosts import fast_normalize, normalize_host
+from ._core.hosts import normalize_host
 from ._reporting import FailureCallback, Monitor, Observed, Reporting
 from ._request_errors import PinValidationError, PlaintextRequestError, SNIHostnameError
 from ._tls import (
@@ -135,7 +134,7 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         if proxy is not None:
             kwargs["proxy"] = proxy = pinned_proxy(proxy, check, verify=verify, trust_env=trust_env)
             if isinstance(proxy, httpx.Proxy) and proxy.url.scheme == "https":
-                self._proxy_host = fast_normalize(proxy.url.host)
+                self._proxy_host = normalize_host(proxy.url.host)
                 self._proxy_port = _default_port(proxy.url)
                 proxy_check = None if proxy.ssl_context is None else pin_check_of(proxy.ssl_context)
                 if proxy_check is not None and proxy_check is not check:
@@ -249,7 +248,7 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
     async def _dispatch(self, request: httpx.Request, exc: PinValidationError) -> None:
         if exc.failure is not None:
             port = _default_port(request.url)
-            if exc.host == self._proxy_host and exc.host != fast_normalize(request.url.host):
+            if exc.host == self._proxy_host and exc.host != normalize_host(request.url.host):
                 port = self._proxy_port  # the https proxy's own TLS was refused
             await self._dispatch_all([attrs.evolve(exc.failure, port=port)])
 
@@ -277,7 +276,7 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
             return False
 
     def _check_plaintext(self, request: httpx.Request) -> None:
-        host = fast_normalize(request.url.host)
+        host = normalize_host(request.url.host)
         domains = self.pins.current.match_fast(host)
         if not domains:
             return
@@ -314,15 +313,3 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
     async def __aenter__(self) -> PinnedTransport:
         await self._inner.__aenter__()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        try:
-            await self._close_sni_pools()
-            await self._inner.__aexit__(exc_type, exc_value, traceback)
-        finally:
-            await self._release()

@@ -143,11 +143,6 @@ def _normalize(host: str) -> str:
     return name
 
 
-# The handshake lookup and the plaintext guard use the same normaliser as policies: a
-# host spelt another way must never find other entries (or none).
-fast_normalize = normalize_host
-
-
 class PatternKind(Enum):
     """How a pattern's base name relates to the host names it matches."""
 

@@ -19,7 +19,7 @@ import attrs
 
 from .domain import DomainPins, Mode, check_report_uri
 from .errors import PinConfigError
-from .hosts import fast_normalize, normalize_host
+from .hosts import normalize_host
 from .index import Index, Indexes, Parts, Rows, build_index, parse_entries, realise
 from .pins import parse_pins
 from .schema import POLICY, check_keys
@@ -288,7 +288,7 @@ class PinPolicy:
 
     def match_fast(self, server_hostname: str, now: float | None = None) -> tuple[DomainPins, ...]:
         """:meth:`lookup` for a name the TLS layer already validated (hot path)."""
-        return self._lookup(fast_normalize(server_hostname), now)
+        return self._lookup(normalize_host(server_hostname), now)
 
     def report_uri_for(self, domains: Iterable[DomainPins]) -> str | None:
         """Where failures of these matching entries are reported: an entry's own
