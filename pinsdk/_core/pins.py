@@ -62,23 +62,32 @@ class NotDERError(ValueError):
     """A certificate is not strict DER: the strict parser refuses it, so it has no pin."""
 
 
-def _element(der: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
-    """(content start, content end) of the element at ``pos``, which must have the
-    single-byte tag ``tag``, a definite minimal length and fit before ``end``."""
+def _header(der: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    """(content start, element end) of the element at ``pos``: it must have the
+    single-byte tag ``tag`` and a definite minimal length (at most 3 bytes), and fit
+    before ``end``."""
     if pos + 2 > end or der[pos] != tag:
         raise NotDERError("unexpected tag")
     n = der[pos + 1]
     pos += 2
     if n >= 0x80:
-        count = n - 0x80
-        # No indefinite form, at most 3 length bytes (16 MiB), no leading zero byte,
-        # and the long form only where the short one cannot hold the length.
-        if not 0 < count <= 3 or pos + count > end or der[pos] == 0:
+        if n == 0x81:
+            n = der[pos] if pos < end else 0
+            pos += 1
+            if n < 0x80:  # the short form could hold it (or the byte is missing)
+                raise NotDERError("not a minimal definite length")
+        elif n == 0x82:
+            n = (der[pos] << 8 | der[pos + 1]) if pos + 1 < end else 0
+            pos += 2
+            if n < 0x100:
+                raise NotDERError("not a minimal definite length")
+        elif n == 0x83:
+            n = (der[pos] << 16 | der[pos + 1] << 8 | der[pos + 2]) if pos + 2 < end else 0
+            pos += 3
+            if n < 0x10000:
+                raise NotDERError("not a minimal definite length")
+        else:  # indefinite (0x80), or a length no certificate needs
             raise NotDERError("not a minimal definite length")
-        n = int.from_bytes(der[pos : pos + count], "big")
-        if n < 0x80:
-            raise NotDERError("not a minimal definite length")
-        pos += count
     stop = pos + n
     if stop > end:
         raise NotDERError("element overruns its parent")
@@ -90,40 +99,38 @@ def spki_der_of(cert_der: bytes) -> bytes:
 
     A short, strict walk (no full parse, so a cold pin costs microseconds): every
     element it passes must have exactly the expected single-byte tag and a definite
-    minimal length inside its parent, the TBSCertificate and the certificate must be
-    consumed exactly, and so must the SubjectPublicKeyInfo. Anything else raises
-    :class:`NotDERError`: a lax walk of BER (say a tag in high-tag-number form, which
-    OpenSSL accepts) could be steered onto a key the signer planted elsewhere.
+    minimal length inside its parent; the certificate, the TBSCertificate and the
+    SubjectPublicKeyInfo must be filled exactly by the elements expected there. Anything else
+    raises :class:`NotDERError`: a lax walk of BER (say a tag in high-tag-number form,
+    which OpenSSL accepts) could be steered onto a key the signer planted elsewhere.
+    (:func:`pin_of_der` also has cryptography's strict parser read the whole
+    certificate, the extensions included.)
     """
-    end = len(cert_der)
-    start, stop = _element(cert_der, 0, end, 0x30)  # Certificate
+    der = cert_der
+    end = len(der)
+    body, stop = _header(der, 0, end, 0x30)  # Certificate
     if stop != end:
         raise NotDERError("trailing bytes after the certificate")
-    tbs_start, tbs_end = _element(cert_der, start, stop, 0x30)  # TBSCertificate
-    pos = tbs_end
-    _, pos = _element(cert_der, pos, stop, 0x30)  # signatureAlgorithm
-    _, pos = _element(cert_der, pos, stop, 0x03)  # signatureValue
-    if pos != stop:
+    pos, tbs_end = _header(der, body, end, 0x30)  # TBSCertificate
+    after = _header(der, tbs_end, end, 0x30)[1]  # signatureAlgorithm
+    if _header(der, after, end, 0x03)[1] != end:  # signatureValue, then nothing
         raise NotDERError("unexpected element after the signature")
-    pos = tbs_start
-    if pos < tbs_end and cert_der[pos] == 0xA0:  # [0] EXPLICIT version
-        _, pos = _element(cert_der, pos, tbs_end, 0xA0)
-    _, pos = _element(cert_der, pos, tbs_end, 0x02)  # serialNumber
+    if pos < tbs_end and der[pos] == 0xA0:  # [0] EXPLICIT version
+        pos = _header(der, pos, tbs_end, 0xA0)[1]
+    pos = _header(der, pos, tbs_end, 0x02)[1]  # serialNumber
     for _ in range(4):  # signature, issuer, validity, subject
-        _, pos = _element(cert_der, pos, tbs_end, 0x30)
-    spki_at = pos
-    inner, pos = _element(cert_der, pos, tbs_end, 0x30)  # subjectPublicKeyInfo
-    _, after = _element(cert_der, inner, pos, 0x30)  # algorithm
-    _, after = _element(cert_der, after, pos, 0x03)  # subjectPublicKey
-    if after != pos:
+        pos = _header(der, pos, tbs_end, 0x30)[1]
+    inner, spki_end = _header(der, pos, tbs_end, 0x30)  # subjectPublicKeyInfo
+    key_at = _header(der, inner, spki_end, 0x30)[1]  # algorithm
+    if _header(der, key_at, spki_end, 0x03)[1] != spki_end:  # subjectPublicKey
         raise NotDERError("unexpected element in the SubjectPublicKeyInfo")
-    spki_end = pos
+    rest = spki_end
     for tag in (0xA1, 0xA2, 0xA3):  # issuerUniqueID, subjectUniqueID, extensions
-        if pos < tbs_end and cert_der[pos] == tag:
-            _, pos = _element(cert_der, pos, tbs_end, tag)
-    if pos != tbs_end:
+        if rest < tbs_end and der[rest] == tag:
+            rest = _header(der, rest, tbs_end, tag)[1]
+    if rest != tbs_end:
         raise NotDERError("unexpected element in the TBSCertificate")
-    return cert_der[spki_at:spki_end]
+    return der[pos:spki_end]
 
 
 def _pin_of_spki(spki: bytes) -> str:
