@@ -55,7 +55,7 @@ def spki_pin_of_key(public_key: object) -> str:
     spki = public_key.public_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return PIN_PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+    return _pin_of_spki(spki)
 
 
 class NotDERError(ValueError):
