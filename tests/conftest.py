@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import trustme
 
 from pinsdk._core.pins import spki_pin
 from pinsdk._demo.loopback import Handler, LoopbackTLSServer
+
+from .signing import ed25519_key
+from .updates import UpdateServer
 
 API_HOSTS = ("127.0.0.1", "localhost", "api.pinsdk.test")
 TOKEN = "Bearer s3cret-token-never-leaks"
@@ -95,3 +99,15 @@ def serve() -> Iterator[Callable[..., LoopbackTLSServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
+    """A real HTTPS update server on loopback (see tests/updates.py)."""
+    return UpdateServer(serve, api_cert)
+
+
+@pytest.fixture
+def signer() -> Any:
+    """A fresh Ed25519 signing key."""
+    return ed25519_key()

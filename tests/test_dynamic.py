@@ -31,16 +31,6 @@ BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode
 OTHER = "sha256/" + base64.b64encode(hashlib.sha256(b"other key").digest()).decode()
 
 
-@pytest.fixture
-def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
-    return UpdateServer(serve, api_cert)
-
-
-@pytest.fixture
-def signer() -> Any:
-    return ed25519_key()
-
-
 def doc(signer: Any, version: int, pins: list[str], host: str = "127.0.0.1", **kw: Any) -> bytes:
     return pinsdk.sign_envelope(payload(version, [{"host": host, "pins": pins}], **kw), signer)
 

@@ -36,7 +36,7 @@ from pinsdk._background import BackgroundTask
 from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 from pinsdk._tls import pin_check_of
 
-from .signing import ed25519_key, payload, public_pem
+from .signing import payload, public_pem
 from .updates import UpdateServer
 
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
@@ -62,16 +62,6 @@ class Collector:
 @pytest.fixture
 def collector(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> Collector:
     return Collector(serve, api_cert)
-
-
-@pytest.fixture
-def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
-    return UpdateServer(serve, api_cert)
-
-
-@pytest.fixture
-def signer() -> Any:
-    return ed25519_key()
 
 
 def reported_policy(pins: dict[str, str], report_uri: str) -> PinPolicy:

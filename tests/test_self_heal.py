@@ -19,22 +19,12 @@ import pinsdk
 from pinsdk import UpdateStatus
 from pinsdk._demo.loopback import LoopbackTLSServer
 
-from .signing import ed25519_key, payload, public_pem
+from .signing import payload, public_pem
 from .updates import UpdateServer
 
 pytestmark = pytest.mark.anyio
 
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
-
-
-@pytest.fixture
-def signer() -> Any:
-    return ed25519_key()
-
-
-@pytest.fixture
-def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
-    return UpdateServer(serve, api_cert)
 
 
 def doc(signer: Any, version: int, pins: list[str]) -> bytes:

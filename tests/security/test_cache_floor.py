@@ -24,29 +24,17 @@ from typing import Any
 
 import anyio
 import pytest
-import trustme
 
 import pinsdk
 from pinsdk import DomainPins, PinPolicy, UpdateStatus
-from pinsdk._demo.loopback import LoopbackTLSServer
 
-from ..signing import ed25519_key, payload, public_pem
+from ..signing import payload, public_pem
 from ..updates import UpdateServer
 
 pytestmark = pytest.mark.anyio
 
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
 OTHER = "sha256/" + base64.b64encode(hashlib.sha256(b"other").digest()).decode()
-
-
-@pytest.fixture
-def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
-    return UpdateServer(serve, api_cert)
-
-
-@pytest.fixture
-def signer() -> Any:
-    return ed25519_key()
 
 
 def doc(signer: Any, version: int, pins: list[str]) -> bytes:

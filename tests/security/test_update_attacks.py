@@ -37,11 +37,6 @@ def signers() -> list[Any]:
     return [ed25519_key(), ed25519_key()]
 
 
-@pytest.fixture
-def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
-    return UpdateServer(serve, api_cert)
-
-
 def domains(pins: dict[str, str], which: str = "leaf") -> list[dict[str, Any]]:
     return [{"host": "127.0.0.1", "pins": [pins[which], BACKUP]}]
 

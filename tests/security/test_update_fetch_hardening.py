@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import trustme
 
 import pinsdk
 from pinsdk import PinPolicy, UpdateStatus
-from pinsdk._demo.loopback import LoopbackTLSServer, Reply
+from pinsdk._demo.loopback import Reply
 
-from ..signing import ed25519_key, payload, public_pem
+from ..signing import payload, public_pem
 from ..updates import UpdateServer
 
 pytestmark = pytest.mark.anyio
@@ -39,16 +38,6 @@ def gzip_bomb() -> bytes:
     bomb = b"".join(packer.compress(zeros) for _ in range(64)) + packer.flush()
     assert len(bomb) < MAX_SIZE // 2
     return bomb
-
-
-@pytest.fixture
-def updates(serve: Callable[..., LoopbackTLSServer], api_cert: trustme.LeafCert) -> UpdateServer:
-    return UpdateServer(serve, api_cert)
-
-
-@pytest.fixture
-def signer() -> Any:
-    return ed25519_key()
 
 
 def doc(signer: Any, version: int, pins: list[str], **kw: Any) -> bytes:
