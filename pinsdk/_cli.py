@@ -24,10 +24,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from ._cli_check import add_parser as add_check_parser
+from ._cli_common import CliError, parse_target
+from ._cli_common import read_file as _read
+from ._cli_sign import add_parser as add_cosign_parser
+from ._cli_sign import load_signers
 from ._configgen import FORMATS, CertRow, backup_row, describe_chain, render, select
-from ._core.envelope import sign_envelope, verify_envelope
-from ._core.errors import PinConfigError, UpdateRejectedError
-from ._core.keys import KeySet, TrustedKey, load_private_key
+from ._core.cosign import signer_summary
+from ._core.envelope import parse_envelope, sign_envelope, signed_by, verify_envelope
+from ._core.errors import PinConfigError, SignatureError, UpdateRejectedError
+from ._core.keys import KeySet, TrustedKey
 from ._core.policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
 from ._core.timeutil import format_datetime, parse_datetime
 from ._tls import served_chain, verified_chain
@@ -36,12 +42,6 @@ __all__ = ["main"]
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class CliError(Exception):
-    """A usage or input problem: printed, exit status 2."""
-
-    status = 2
 
 
 class NetworkError(CliError):
@@ -61,14 +61,6 @@ def parse_expiry(text: str, now: datetime) -> datetime:
         raise CliError(
             f"--expires {text!r} is neither a duration like 30d, 12h, 90m nor an RFC 3339 time"
         ) from None
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise CliError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -209,13 +201,13 @@ def _sign(args: argparse.Namespace) -> int:
     if args.refresh_interval is not None:
         payload["refresh_interval"] = args.refresh_interval
     try:
-        signers = [load_private_key(_read(path, "key")) for path in args.key]
+        signers = load_signers(args.key, args.public_key)
         if args.new_key:
             new_keys = KeySet.build([_read(p, "new key") for p in args.new_key], args.new_threshold)
             payload["keys"] = new_keys.to_dict()
-        envelope = sign_envelope(payload, [s.key for s in signers])
+        envelope = sign_envelope(payload, signers)
         # Check the result with the signers' own public keys before handing it out.
-        verify_envelope(envelope, KeySet.build([s.key.public_key() for s in signers], 1))
+        verify_envelope(envelope, KeySet.build([s.public.key for s in signers], 1))
     except (PinConfigError, UpdateRejectedError) as exc:
         raise CliError(str(exc)) from None
     if args.out:
@@ -251,6 +243,8 @@ def _verify(args: argparse.Namespace) -> int:
         verified = verify_envelope(data, keys, check_expiry=not args.allow_expired)
     except UpdateRejectedError as exc:
         print(f"REJECTED: {exc.reason}")
+        if isinstance(exc, SignatureError):
+            _print_signers(data, keys)
         return 1
     policy = verified.policy
     now = datetime.now(timezone.utc)
@@ -266,8 +260,7 @@ def _verify(args: argparse.Namespace) -> int:
     print(
         f"issued {format_datetime(verified.issued_at)}, expires {format_datetime(verified.expires)}"
     )
-    signers = ", ".join(sorted(verified.signed_by))
-    print(f"signed by {len(verified.signed_by)} trusted key(s): {signers}")
+    print("\n".join(signer_summary(keys, verified.signed_by)))
     if verified.rotated_keys is not None:
         rotated = verified.rotated_keys
         print(f"rotates keys to {len(rotated.keys)} key(s), threshold {rotated.threshold}")
@@ -280,17 +273,10 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_target(target: str) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` -> (host, port); 443 by default."""
-    host, port = target, "443"
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else "443"
-    elif target.count(":") == 1:
-        host, port = target.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise CliError(f"{target!r} is not HOST[:PORT]")
-    return host, int(port)
+def _print_signers(data: bytes, keys: KeySet) -> None:
+    """Which trusted keys signed a document short of its threshold, which are missing."""
+    with contextlib.suppress(UpdateRejectedError):
+        print("\n".join(signer_summary(keys, signed_by(parse_envelope(data), keys))))
 
 
 def fetch_chain(args: argparse.Namespace, host: str, port: int) -> list[CertRow]:
@@ -491,7 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="KEY",
-        help="private key PEM; repeat for threshold signing",
+        help="private key PEM or a signer URI (hsm:…, gcpkms:…, awskms:…, azurekms:…; "
+        "needs pinsdk[signers]); repeat for threshold signing",
+    )
+    sign.add_argument(
+        "--public-key",
+        action="append",
+        metavar="PUB",
+        help="public key of a KMS signer URI, one per URI in order (hsm: reads the token)",
     )
     sign.add_argument(
         "--version",
@@ -592,8 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pins.set_defaults(func=cmd_pins)
 
+    _register_rotation_commands(sub)
     sub.add_parser("demo", help="the end-to-end demo on 127.0.0.1 (see pinsdk demo --help)")
     return parser
+
+
+def _register_rotation_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add_check_parser(sub)
+    add_cosign_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

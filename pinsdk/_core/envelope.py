@@ -26,7 +26,7 @@ from .errors import (
     PinConfigError,
     SignatureError,
 )
-from .keys import KeySet, PrivateKeyLike, PublicKeyLike, SigningKey, load_private_key
+from .keys import KeySet, PrivateKeyLike, PublicKeyLike, Signer, load_private_key
 from .policy import PinPolicy
 from .schema import DOCUMENT, KEYS, POLICY, check_keys
 from .timeutil import parse_datetime, to_timestamp
@@ -407,7 +407,7 @@ def verify_envelope(
 
 def sign_envelope(
     payload: Mapping[str, Any],
-    private_keys: Iterable[PrivateKeyLike] | PrivateKeyLike,
+    private_keys: Iterable[PrivateKeyLike | Signer] | PrivateKeyLike | Signer,
 ) -> bytes:
     """Serialise ``payload`` (compact, sorted keys, UTF-8) and sign it with every key.
 
@@ -418,7 +418,11 @@ def sign_envelope(
     """
     if isinstance(private_keys, (str, bytes)) or not isinstance(private_keys, Iterable):
         private_keys = [private_keys]
-    signers: list[SigningKey] = [load_private_key(k) for k in private_keys]
+    # A hardware or KMS signer (anything with ``public`` and ``sign``) signs as it is.
+    signers: list[Signer] = [
+        k if hasattr(k, "sign") and hasattr(k, "public") else load_private_key(k)  # type: ignore[misc]
+        for k in private_keys
+    ]
     if not signers:
         raise PinConfigError("sign_envelope needs at least one private key")
     body = json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -434,7 +438,7 @@ def sign_envelope(
         "payloadType": PAYLOAD_TYPE,
         "payload": base64.b64encode(payload_bytes).decode("ascii"),
         "signatures": [
-            {"keyid": s.keyid, "sig": base64.b64encode(s.sign(message)).decode("ascii")}
+            {"keyid": s.public.keyid, "sig": base64.b64encode(s.sign(message)).decode("ascii")}
             for s in signers
         ],
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Protocol
 
 import attrs
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +19,7 @@ from .errors import PinConfigError
 
 __all__ = [
     "KeySet",
+    "Signer",
     "SigningKey",
     "TrustedKey",
     "keyid_of",
@@ -172,3 +174,14 @@ def load_private_key(key: PrivateKeyLike, *, password: bytes | None = None) -> S
     _check_algorithm(loaded, "signing key")
     private: PrivateKey = loaded  # type: ignore[assignment]
     return SigningKey(keyid=keyid_of(private.public_key()), key=private)
+
+
+class Signer(Protocol):
+    """Anything that signs pin documents: a :class:`SigningKey`, or a hardware or KMS
+    signer. ``public`` is the matching public key (its ``keyid`` names the signature);
+    ``sign`` returns an Ed25519 signature or an ECDSA P-256/SHA-256 one (DER or raw)."""
+
+    @property
+    def public(self) -> TrustedKey: ...
+
+    def sign(self, message: bytes) -> bytes: ...

@@ -1,0 +1,121 @@
+"""``pinsdk cosign``: one more signature on a signed document, each key holder on their
+own machine; and the signers of ``sign``/``cosign`` (key files or signer URIs)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from ._cli_common import CliError
+from ._cli_common import read_file as _read
+from ._core.cosign import add_signature, signer_summary
+from ._core.errors import PinConfigError
+from ._core.keys import Signer
+from ._signers import is_signer_uri, load_signer
+
+__all__ = ["add_parser", "load_signers", "signer_summary", "write_atomically"]
+
+
+def load_signers(specs: Sequence[str], public_keys: Sequence[str] | None) -> list[Signer]:
+    """``--key`` values (files or URIs), with one ``--public-key`` per URI, in order."""
+    uris = [s for s in specs if is_signer_uri(s)]
+    pubs = list(public_keys or [])
+    if pubs and len(pubs) != len(uris):
+        raise CliError(
+            f"{len(pubs)} --public-key for {len(uris)} signer URI(s): give one per URI "
+            "(in the same order), or none to read hsm: keys from their token"
+        )
+    pub_for = dict(zip(uris, pubs, strict=False))
+    signers: list[Signer] = []
+    try:
+        for spec in specs:
+            pem = _read(pub_for[spec], "public key") if spec in pub_for else None
+            signers.append(load_signer(spec, _read, pem))
+    except PinConfigError as exc:
+        raise CliError(str(exc)) from None
+    return signers
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename: a reader sees the old file or the new
+    one, never half of either (the file's mode is kept)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(prefix=".pinsdk-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_cosign(args: argparse.Namespace) -> int:
+    data = _read(args.file, "document")
+    pubs = [args.public_key] if args.public_key else None
+    (signer,) = load_signers([args.key], pubs)
+    try:
+        result = add_signature(data, signer)
+    except PinConfigError as exc:
+        raise CliError(f"{args.file!r}: {exc}") from None
+    out = args.out or args.file
+    if not result.added:
+        print(
+            f"key {result.keyid} has signed {args.file!r} already: nothing added "
+            f"({result.signatures} signature(s))",
+            file=sys.stderr,
+        )
+        if args.out:  # asked for a file: write it, unchanged
+            _write(out, result.envelope)
+        return 0
+    _write(out, result.envelope)
+    print(
+        f"added the signature of key {result.keyid} -> {out} ({result.signatures} signatures)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        write_atomically(path, data)
+    except OSError as exc:
+        raise CliError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``pinsdk cosign``."""
+    cosign = sub.add_parser(
+        "cosign",
+        help="add one signature to a signed document (its payload untouched)",
+        description="Add the signature of KEY to the signed document FILE without touching "
+        "its payload, in place (atomically) unless --out. A key that signed already adds "
+        "nothing. Each key holder runs this on their own machine until the threshold is met.",
+    )
+    cosign.add_argument("file", metavar="DOCUMENT")
+    cosign.add_argument(
+        "--key",
+        required=True,
+        metavar="KEY",
+        help="private key PEM, or a signer URI (hsm:…, gcpkms:…, awskms:…, azurekms:…; "
+        "needs pinsdk[signers])",
+    )
+    cosign.add_argument(
+        "--public-key",
+        metavar="PUB",
+        help="the public key of a KMS signer URI (hsm: keys are read from the token)",
+    )
+    cosign.add_argument("--out", metavar="FILE", help="write here instead of in place")
+    cosign.set_defaults(func=cmd_cosign)
