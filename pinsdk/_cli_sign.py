@@ -95,8 +95,17 @@ def _write(path: str, data: bytes) -> None:
         raise CliError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
 
+def cmd_public_key(args: argparse.Namespace) -> int:
+    pubs = [args.public_key] if args.public_key else None
+    (signer,) = load_signers([args.key], pubs)
+    public = signer.public
+    print(public.pem, end="")
+    print(f"keyid: {public.keyid}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``pinsdk cosign``."""
+    """Register ``pinsdk cosign`` and ``pinsdk public-key``."""
     cosign = sub.add_parser(
         "cosign",
         help="add one signature to a signed document (its payload untouched)",
@@ -119,3 +128,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     cosign.add_argument("--out", metavar="FILE", help="write here instead of in place")
     cosign.set_defaults(func=cmd_cosign)
+
+    public = sub.add_parser(
+        "public-key",
+        help="print the public key (PEM) and keyid of a signing key or signer URI",
+        description="Print the public key to ship in apps (trusted_keys) for a private key "
+        "file or a signer URI: for hsm: URIs it is read from the token.",
+    )
+    public.add_argument("--key", required=True, metavar="KEY", help="private key PEM or URI")
+    public.add_argument("--public-key", metavar="PUB", help=argparse.SUPPRESS)
+    public.set_defaults(func=cmd_public_key)
