@@ -54,7 +54,11 @@ class UpdateResult:
 
 @attrs.frozen
 class UpdateState:
-    """A snapshot of the refresher: last result, last success, and staleness."""
+    """A snapshot of the refresher: last result, last success, staleness and freshness.
+
+    ``enforcing`` is False once ``max_age`` has passed since the ``issued_at`` of the
+    document in force: its pins are then not enforced (always True without ``max_age``).
+    """
 
     last_result: UpdateResult | None
     last_success: datetime | None
@@ -65,6 +69,9 @@ class UpdateState:
     keyids: tuple[str, ...]
     threshold: int
     floor: int = 0  # the highest version ever accepted: lower ones are refused
+    issued_at: datetime | None = None  # the document in force's signed issued_at
+    enforcing: bool = True
+    max_age: float | None = None
 
 
 _STAT_FOR = {
@@ -106,12 +113,14 @@ class DynamicPins:
         timeout: float = 10.0,
         max_size: int = 262144,
         on_expiry: Literal["keep", "unpin"] = "keep",
+        max_age: float | None = None,
         clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
         trust_env: bool = True,
         on_update: Callable[[UpdateResult], object] | None = None,
         on_pin_failure: FailureCallback | None = None,
         self_heal_interval: float | None = 60.0,
         fetcher: Fetcher | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         url = httpx.URL(update_url)
         if url.scheme != "https":
@@ -152,8 +161,11 @@ class DynamicPins:
             on_expiry=on_expiry,
             clock_leeway=clock_leeway,
             max_size=max_size,
+            max_age=max_age,
+            clock=clock or time.time,
         )
         self.on_expiry = on_expiry
+        self.max_age = max_age
         self.clock_leeway = float(clock_leeway)
         self._fallback = self._trust.bootstrap
         self._etag: str | None = None
@@ -189,6 +201,9 @@ class DynamicPins:
             keyids=facts.keyids,
             threshold=facts.threshold,
             floor=facts.floor,
+            issued_at=facts.issued_at,
+            enforcing=facts.enforcing,
+            max_age=self.max_age,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -199,6 +214,9 @@ class DynamicPins:
     async def __aenter__(self) -> DynamicPins:
         if self.cache_path is not None:
             await anyio.to_thread.run_sync(self._load_cache)
+        unenforced = self._trust.unenforced_reason()
+        if unenforced:
+            logger.error("%s", unenforced)
         if self._trust.document is None and not self._fallback.domains:
             logger.warning(
                 "DynamicPins for %s starts with no pins: nothing is pinned until the first "
@@ -276,6 +294,9 @@ class DynamicPins:
         if result.status is UpdateStatus.NOT_MODIFIED:
             level = logging.DEBUG
         logger.log(level, "pin update from %s: %s: %s", origin, result.status.value, result.reason)
+        unenforced = self._trust.unenforced_reason()
+        if unenforced:  # repeated at every refresh until a fresh document arrives
+            logger.error("%s", unenforced)
         return result
 
     def _result(self, status: UpdateStatus, reason: str, http_status: int | None) -> UpdateResult:
@@ -402,7 +423,9 @@ class DynamicPins:
     def stats(self) -> dict[str, int]:
         """Counters: updates by outcome, handshakes and pin failures with these pins."""
         policy = self.current
-        return self.monitor.stats.as_dict(policy.version, policy)
+        out = self.monitor.stats.as_dict(policy.version, policy)
+        out["pins_enforced"] = int(self._trust.facts().enforcing)
+        return out
 
     async def heal(self, host: str, expected: frozenset[str]) -> bool:
         """After an enforced pin failure on ``host``: refresh out of schedule (at most once
@@ -449,7 +472,8 @@ class DynamicPins:
             base = min(interval, 5.0)
             backoff = base * 2 ** min(self._failures - 1, 20)
             delay = min(interval, backoff) * random.uniform(0.5, 1.0)  # noqa: S311
-        if self.state.stale:  # the document in force expired: retry eagerly
+        state = self.state
+        if state.stale or not state.enforcing:  # expired or too old: retry eagerly
             delay = min(delay, min(interval, 60.0) * random.uniform(0.5, 1.0))  # noqa: S311
         return delay
 

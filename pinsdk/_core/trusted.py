@@ -19,7 +19,12 @@ The rules, in one place:
 - the cache is replayed from the app's own keys, and used only if it holds a document
   newer than the one in force; a floor recorded in it must be that document's version;
 - once the document in force expires it stays in force (``on_expiry="keep"``) or the
-  bootstrap policy replaces it (``"unpin"``) until a newer one arrives.
+  bootstrap policy replaces it (``"unpin"``) until a newer one arrives;
+- freshness: by default the last verified pins are enforced however old they get (TUF's
+  rule: fail closed). With ``max_age``, pins stop being enforced once the newest verified
+  document was issued more than ``max_age`` seconds ago (Chromium's rule for its static
+  pins), loudly; the age counts from the document's signed ``issued_at``, so neither the
+  cache file nor the network can stretch it, and a restart does not reset it.
 
 A rejected input leaves everything exactly as it was.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +62,8 @@ __all__ = [
 CACHE_FORMAT = 1  # the "floor" field is optional, so older readers still load newer files
 # The largest version a document can carry: its JSON integers have at most 19 digits.
 MAX_VERSION = 10**19 - 1
+
+logger = logging.getLogger("pinsdk")
 
 Clock = Callable[[], float]
 OnExpiry = Literal["keep", "unpin"]
@@ -102,7 +110,8 @@ class TrustFacts:
 
     ``version`` is the version of the policy in force (the document's, else the
     bootstrap policy's); ``floor`` the highest version ever accepted; ``stale`` whether
-    the document in force has expired (it may still be in force: ``on_expiry``).
+    the document in force has expired (it may still be in force: ``on_expiry``);
+    ``enforcing`` False once ``max_age`` has passed since the document's ``issued_at``.
     """
 
     version: int
@@ -111,6 +120,8 @@ class TrustFacts:
     stale: bool
     keyids: tuple[str, ...]
     threshold: int
+    issued_at: datetime | None = None
+    enforcing: bool = True
 
 
 @attrs.frozen(init=False)
@@ -129,6 +140,10 @@ class _State:
     fallback: PinPolicy  # the bootstrap policy: in force without a (live) document
     policy: PinPolicy  # the document's policy, else the fallback
     expires_at: float | None  # the document's expiry as a POSIX time
+    issued_at: float | None  # the document's issued_at as a POSIX time
+    # In force once the document is older than max_age: no pins, the deny list kept (a
+    # known-compromised key stays refused; that bricks nothing).
+    unenforced: PinPolicy
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("trust states are built by TrustedPins only")
@@ -152,6 +167,11 @@ def _state(
         fallback,
         fallback if document is None else document.policy,
         None if document is None else document.expires.timestamp(),
+        None if document is None else document.issued_at.timestamp(),
+        PinPolicy(
+            deny=() if document is None else document.policy.deny,
+            version=fallback.version if document is None else document.version,
+        ),
     )
     return state
 
@@ -257,12 +277,24 @@ class TrustedPins:
     judged like any other except for expiry (an expired one still holds the floor;
     one that does not verify is a :class:`PinConfigError`). ``clock`` returns POSIX
     seconds (default ``time.time``); ``max_size`` bounds a document's bytes.
+    ``max_age`` (seconds, default ``None``: never) stops enforcing the pins of a document
+    issued longer ago than that; see the module's rules.
 
     Readers (:attr:`current`, :attr:`document`, :meth:`facts`) never lock. Writers
     (:meth:`update`, :meth:`load_cache`) are serialised among themselves.
     """
 
-    __slots__ = ("_clock", "_keys", "_leeway", "_max_size", "_on_expiry", "_state", "_writing")
+    __slots__ = (
+        "_alarmed",
+        "_clock",
+        "_keys",
+        "_leeway",
+        "_max_age",
+        "_max_size",
+        "_on_expiry",
+        "_state",
+        "_writing",
+    )
 
     def __init__(
         self,
@@ -273,7 +305,16 @@ class TrustedPins:
         clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
         max_size: int | None = None,
         clock: Clock = time.time,
+        max_age: float | None = None,
     ) -> None:
+        if max_age is not None and (
+            isinstance(max_age, bool)
+            or not isinstance(max_age, (int, float))
+            or not max_age > 0  # NaN too
+        ):
+            raise PinConfigError(
+                f"max_age must be a positive number of seconds or None, not {max_age!r}"
+            )
         if on_expiry not in ("keep", "unpin"):
             raise PinConfigError(f"on_expiry must be 'keep' or 'unpin', not {on_expiry!r}")
         if (
@@ -287,6 +328,8 @@ class TrustedPins:
         self._leeway = float(clock_leeway)
         self._max_size = max_size
         self._clock = clock
+        self._max_age = None if max_age is None else float(max_age)
+        self._alarmed: int | None = None  # the version whose unenforcement was logged
         self._writing = threading.Lock()
         if bootstrap is None or isinstance(bootstrap, PinPolicy):
             self._state = _state(keys, bootstrap or PinPolicy())
@@ -309,12 +352,44 @@ class TrustedPins:
     @property
     def current(self) -> PinPolicy:
         """The policy in force: the document's, the bootstrap's without one, and the
-        bootstrap's again once the document expired if ``on_expiry="unpin"``."""
+        bootstrap's again once the document expired if ``on_expiry="unpin"``; no pins
+        (the deny list only) once it is older than ``max_age``."""
         state = self._state
+        max_age = self._max_age
+        if (
+            max_age is not None
+            and state.issued_at is not None
+            and self._clock() >= state.issued_at + max_age
+        ):
+            self._alarm(state)
+            return state.unenforced
         at = state.expires_at
         if at is not None and self._on_expiry == "unpin" and self._clock() >= at:
             return state.fallback
         return state.policy
+
+    def _alarm(self, state: _State) -> None:
+        """Log once per document that its pins are no longer enforced (a benign race
+        between two readers logs it twice)."""
+        if self._alarmed == state.floor:
+            return
+        self._alarmed = state.floor
+        logger.error("%s", self.unenforced_reason())
+
+    def unenforced_reason(self) -> str:
+        """Why pins are not enforced (for logs), or ``""`` while they are."""
+        state = self._state
+        if self._max_age is None or state.issued_at is None or state.document is None:
+            return ""
+        age = self._clock() - state.issued_at
+        if age < self._max_age:
+            return ""
+        return (
+            f"PINS ARE NOT ENFORCED: the newest verified pin document (version "
+            f"{state.document.version}) was issued {age / 86400:.1f} days ago, more than "
+            f"max_age ({self._max_age / 86400:g} days); connections are not pinned until a "
+            "newer document is verified. Check the update URL and the signing schedule."
+        )
 
     @property
     def document(self) -> VerifiedPayload | None:
@@ -335,13 +410,18 @@ class TrustedPins:
         """Versions, expiry, staleness and the keys in force, at one reading of the clock."""
         state = self._state
         doc = state.document
+        now = self._clock()
         return TrustFacts(
             version=state.policy.version,
             floor=state.floor,
             expires=None if doc is None else doc.expires,
-            stale=state.expires_at is not None and self._clock() >= state.expires_at,
+            stale=state.expires_at is not None and now >= state.expires_at,
             keyids=tuple(k.keyid for k in state.keys.keys),
             threshold=state.keys.threshold,
+            issued_at=None if doc is None else doc.issued_at,
+            enforcing=self._max_age is None
+            or state.issued_at is None
+            or now < state.issued_at + self._max_age,
         )
 
     # -- writers ---------------------------------------------------------------------------
