@@ -42,10 +42,10 @@ def _load(args: argparse.Namespace) -> tuple[PinPolicy, VerifiedPayload | None, 
         raise CliError(f"{args.file!r} is not valid JSON: {exc}") from None
     is_document = isinstance(raw, dict) and bool(ENVELOPE.keys & raw.keys())
     if not is_document:
-        if args.trusted_key:
+        if args.trusted_key or args.threshold != 1:
             raise CliError(
-                f"{args.file!r} is a policy, not a signed document: --trusted-key has "
-                "nothing to verify"
+                f"{args.file!r} is a policy, not a signed document: --trusted-key and "
+                "--threshold have nothing to verify"
             )
         try:
             return PinPolicy.from_dict(raw), None, None

@@ -21,48 +21,68 @@ from .conftest import pin_of
 from .signing import ed25519_key, payload, public_pem
 
 
+class Checker:
+    """Servers on loopback, policy files, and ``pinsdk check`` run in-process."""
+
+    def __init__(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        serve: Callable[..., LoopbackTLSServer],
+        pins: dict[str, str],
+        tmp: Path,
+        ca: trustme.CA,
+        rogue_ca: trustme.CA,
+    ) -> None:
+        self.capsys = capsys
+        self.serve = serve
+        self.pins = pins
+        self.tmp = tmp
+        # A CA bundle with the API's CA only, and one that also trusts the rogue CA.
+        self.ca = tmp / "ca.pem"
+        self.ca.write_bytes(ca.cert_pem.bytes())
+        self.both = tmp / "both.pem"
+        self.both.write_bytes(ca.cert_pem.bytes() + rogue_ca.cert_pem.bytes())
+
+    def policy(self, pins: list[str] | None = None, host: str = "localhost") -> str:
+        path = self.tmp / f"policy-{len(list(self.tmp.iterdir()))}.json"
+        pins = pins or [self.pins["intermediate"], self.pins["root"]]
+        path.write_text(json.dumps({"domains": [{"host": host, "pins": pins}]}))
+        return str(path)
+
+    def start(self, cert: trustme.LeafCert) -> LoopbackTLSServer:
+        return self.serve(cert)
+
+    def run(self, *argv: str, trust: Path | None = None) -> tuple[int, str, str]:
+        code = main(["check", *argv, "--ca-file", str(trust or self.ca)])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *argv: str, trust: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
+        code, out, _ = self.run(*argv, "--json", trust=trust)
+        return code, json.loads(out)
+
+
 @pytest.fixture
-def files(tmp_path: Path, ca: trustme.CA, rogue_ca: trustme.CA) -> dict[str, Path]:
-    """A CA bundle with the API's CA, and one that also trusts the rogue CA."""
-    ca_pem = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_pem))
-    both = tmp_path / "both.pem"
-    both.write_bytes(ca.cert_pem.bytes() + rogue_ca.cert_pem.bytes())
-    return {"ca": ca_pem, "both": both, "dir": tmp_path}
-
-
-def write_policy(path: Path, pins: list[str], host: str = "localhost") -> Path:
-    path.write_text(json.dumps({"domains": [{"host": host, "pins": pins}]}))
-    return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["check", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict[str, Any]]]:
-    code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
-
-
-def test_accepted_with_a_handshake_only(
+def check(
     capsys: pytest.CaptureFixture[str],
     serve: Callable[..., LoopbackTLSServer],
-    api_cert: trustme.LeafCert,
     pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
-    server = serve(api_cert)
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], pins["root"]])
+    tmp_path: Path,
+    ca: trustme.CA,
+    rogue_ca: trustme.CA,
+) -> Checker:
+    return Checker(capsys, serve, pins, tmp_path, ca, rogue_ca)
+
+
+def test_accepted_with_a_handshake_only(check: Checker, api_cert: trustme.LeafCert) -> None:
+    server = check.start(api_cert)
     target = f"localhost:{server.port}"
-    code, out, _ = run(capsys, str(policy), "--target", target, "--ca-file", str(files["ca"]))
+    code, out, _ = check.run(check.policy(), "--target", target)
     assert code == 0, out
     line = next(x for x in out.splitlines() if x.startswith(target))
     assert "127.0.0.1" in line
     assert "accepted" in line
-    assert pins["intermediate"] in line
+    assert check.pins["intermediate"] in line
     assert "1 of 1 servers would be accepted" in out
     assert server.wait_idle()
     assert server.handshakes_completed == 1
@@ -70,20 +90,10 @@ def test_accepted_with_a_handshake_only(
     assert not server.requests
 
 
-def test_json_shape(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    api_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
-    server = serve(api_cert)
-    policy = write_policy(
-        files["dir"] / "p.json", [pins["intermediate"], pins["root"]], host="127.0.0.1"
-    )
-    code, reports = run_json(
-        capsys, str(policy), "--target", f"127.0.0.1:{server.port}", "--ca-file", str(files["ca"])
-    )
+def test_json_shape(check: Checker, api_cert: trustme.LeafCert) -> None:
+    server = check.start(api_cert)
+    policy = check.policy(host="127.0.0.1")
+    code, reports = check.json(policy, "--target", f"127.0.0.1:{server.port}")
     assert code == 0
     assert isinstance(reports, list)
     assert len(reports) == 1
@@ -91,169 +101,116 @@ def test_json_shape(
     assert report["host"] == "127.0.0.1"
     assert report["port"] == server.port
     assert report["ok"] is True
-    assert report["matched"] == [pins["intermediate"], pins["root"]]
+    assert report["matched"] == [check.pins["intermediate"], check.pins["root"]]
     assert report["backup_only"] is False
     assert report["leaf_pins"] == []
     assert report["spare"] == []
     assert any("no spare pin" in w for w in report["warnings"])
 
 
-def test_refused_by_the_pins_exits_1(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    rogue_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
-    server = serve(rogue_cert)
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], pins["root"]])
-    target = f"localhost:{server.port}"
-    code, out, _ = run(capsys, str(policy), "--target", target, "--ca-file", str(files["both"]))
+def test_refused_by_the_pins_exits_1(check: Checker, rogue_cert: trustme.LeafCert) -> None:
+    target = f"localhost:{check.start(rogue_cert).port}"
+    code, out, _ = check.run(check.policy(), "--target", target, trust=check.both)
     assert code == 1
     assert "REFUSED" in out
     assert "refused: no key of the verified chain matches the pins" in out
     assert "0 of 1 servers would be accepted" in out
-    code, reports = run_json(
-        capsys, str(policy), "--target", target, "--ca-file", str(files["both"])
-    )
+    code, reports = check.json(check.policy(), "--target", target, trust=check.both)
     assert code == 1
     assert reports[0]["ok"] is False
     assert reports[0]["matched"] == []
 
 
 def test_chain_a_client_would_not_verify_is_refused(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    rogue_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
+    check: Checker, rogue_cert: trustme.LeafCert
 ) -> None:
     """--ca-file: only those anchors. The rogue CA is not among them."""
-    server = serve(rogue_cert)
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], pins["root"]])
-    target = f"localhost:{server.port}"
-    code, out, _ = run(capsys, str(policy), "--target", target, "--ca-file", str(files["ca"]))
+    target = f"localhost:{check.start(rogue_cert).port}"
+    code, out, _ = check.run(check.policy(), "--target", target)
     assert code == 1
     assert "certificate verification failed" in out
 
 
-def test_unreachable_server_is_refused(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    api_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
-    server = serve(api_cert)
-    port = server.port
+def test_unreachable_server_is_refused(check: Checker, api_cert: trustme.LeafCert) -> None:
+    server = check.start(api_cert)
     server.stop()
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], pins["root"]])
-    code, reports = run_json(
-        capsys, str(policy), "--target", f"127.0.0.1:{port}", "--ca-file", str(files["ca"])
-    )
+    code, reports = check.json(check.policy(), "--target", f"127.0.0.1:{server.port}")
     assert code == 1
     assert reports[0]["ok"] is False
     assert "cannot connect" in reports[0]["reason"]
 
 
 def test_backup_only_match(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
+    check: Checker,
     api_cert: trustme.LeafCert,
     rogue_ca: trustme.CA,
     rogue_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
 ) -> None:
     """Two servers of the host use the intermediate's key; the third is accepted only
     through the backup (the other CA's key): it works, but the spare is spent."""
-    main_servers = [serve(api_cert), serve(api_cert)]
-    moved = serve(rogue_cert)
+    servers = [check.start(api_cert), check.start(api_cert), check.start(rogue_cert)]
     backup = pin_of(rogue_ca.cert_pem.bytes())
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], backup])
-    targets = []
-    for server in [*main_servers, moved]:
-        targets += ["--target", f"localhost:{server.port}"]
-    code, reports = run_json(capsys, str(policy), *targets, "--ca-file", str(files["both"]))
+    policy = check.policy([check.pins["intermediate"], backup])
+    targets = [arg for s in servers for arg in ("--target", f"localhost:{s.port}")]
+    code, reports = check.json(policy, *targets, trust=check.both)
     assert code == 0
     assert [r["ok"] for r in reports] == [True, True, True]
     assert [r["backup_only"] for r in reports] == [False, False, True]
     assert reports[2]["matched"] == [backup]
     assert reports[0]["spare"] == [backup]
-    code, out, _ = run(capsys, str(policy), *targets, "--ca-file", str(files["both"]))
+    code, out, _ = check.run(policy, *targets, trust=check.both)
     assert code == 0
-    line = next(x for x in out.splitlines() if x.startswith(f"localhost:{moved.port}"))
+    line = next(x for x in out.splitlines() if x.startswith(f"localhost:{servers[2].port}"))
     assert "accepted (backup)" in line
 
 
-def test_leaf_key_pin_and_single_pin_warnings(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    api_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
-    server = serve(api_cert)
-    target = f"localhost:{server.port}"
-    leafy = write_policy(files["dir"] / "leaf.json", [pins["leaf"], pins["root"]])
-    code, reports = run_json(capsys, str(leafy), "--target", target, "--ca-file", str(files["ca"]))
+def test_leaf_key_pin_and_single_pin_warnings(check: Checker, api_cert: trustme.LeafCert) -> None:
+    target = f"localhost:{check.start(api_cert).port}"
+    leafy = check.policy([check.pins["leaf"], check.pins["root"]])
+    code, reports = check.json(leafy, "--target", target)
     assert code == 0
-    assert reports[0]["leaf_pins"] == [pins["leaf"]]
+    assert reports[0]["leaf_pins"] == [check.pins["leaf"]]
     assert any("leaf's own key" in w for w in reports[0]["warnings"])
-    single = write_policy(files["dir"] / "one.json", [pins["intermediate"]])
-    code, out, _ = run(capsys, str(single), "--target", target, "--ca-file", str(files["ca"]))
+    code, out, _ = check.run(check.policy([check.pins["intermediate"]]), "--target", target)
     assert code == 0
     assert "warning: 'localhost': 1 pin, no backup" in out
 
 
-def test_days_until_expiry_and_warn_days(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    intermediate: trustme.CA,
-    pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
+def test_days_until_expiry_and_warn_days(check: Checker, intermediate: trustme.CA) -> None:
     soon = datetime.now(timezone.utc) + timedelta(days=12, hours=12)
-    server = serve(intermediate.issue_cert("localhost", not_after=soon))
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], pins["root"]])
-    args = [str(policy), "--target", f"localhost:{server.port}", "--ca-file", str(files["ca"])]
-    code, reports = run_json(capsys, *args, "--warn-days", "5")
+    server = check.start(intermediate.issue_cert("localhost", not_after=soon))
+    args = [check.policy(), "--target", f"localhost:{server.port}"]
+    code, reports = check.json(*args, "--warn-days", "5")
     assert code == 0
     assert reports[0]["days_left"] == 12
     assert reports[0]["chain_days_left"] == 12
     assert not any("expires in" in w for w in reports[0]["warnings"])
-    code, reports = run_json(capsys, *args, "--warn-days", "30")
+    code, reports = check.json(*args, "--warn-days", "30")
     assert "a certificate of the chain expires in 12 days" in reports[0]["warnings"]
 
 
-def test_signed_document_is_verified_first(
-    capsys: pytest.CaptureFixture[str],
-    serve: Callable[..., LoopbackTLSServer],
-    api_cert: trustme.LeafCert,
-    pins: dict[str, str],
-    files: dict[str, Path],
-) -> None:
-    server = serve(api_cert)
+def test_signed_document_is_verified_first(check: Checker, api_cert: trustme.LeafCert) -> None:
+    server = check.start(api_cert)
     key, other = ed25519_key(), ed25519_key()
-    pub, other_pub = files["dir"] / "k.pub", files["dir"] / "o.pub"
+    pub, other_pub = check.tmp / "k.pub", check.tmp / "o.pub"
     pub.write_text(public_pem(key))
     other_pub.write_text(public_pem(other))
-    entries = [{"host": "localhost", "pins": [pins["intermediate"], pins["root"]]}]
-    doc = files["dir"] / "doc.json"
+    entries = [{"host": "localhost", "pins": [check.pins["intermediate"], check.pins["root"]]}]
+    doc = check.tmp / "doc.json"
     doc.write_bytes(pinsdk.sign_envelope(payload(7, entries, expires_in=3 * 86400), key))
-    common = [str(doc), "--target", f"localhost:{server.port}", "--ca-file", str(files["ca"])]
-    code, out, _ = run(capsys, *common, "--trusted-key", str(pub), "--trusted-key", str(other_pub))
+    common = [str(doc), "--target", f"localhost:{server.port}"]
+    code, out, _ = check.run(*common, "--trusted-key", str(pub), "--trusted-key", str(other_pub))
     assert code == 0, out
     assert "document: version 7" in out
     assert "signed by 1 of 2 trusted keys (threshold 1)" in out
     assert f"missing: {pinsdk.keyid_of(other.public_key())}" in out
     assert "warning: the document expires within 30 days" in out
     # Not verified, not checked: a document needs its keys.
-    code, _, err = run(capsys, *common)
+    code, _, err = check.run(*common)
     assert code == 2
     assert "give --trusted-key" in err
     # A document clients would refuse: nothing is checked, exit 1.
-    code, out, _ = run(capsys, *common, "--trusted-key", str(other_pub))
+    code, out, _ = check.run(*common, "--trusted-key", str(other_pub))
     assert code == 1
     assert "REJECTED" in out
     assert server.wait_idle()
@@ -265,23 +222,18 @@ def test_signed_document_is_verified_first(
     [
         (["--target", "localhost:notaport"], "is not HOST[:PORT]"),
         (["--trusted-key", "k.pub"], "is a policy, not a signed document"),
+        (["--threshold", "2"], "is a policy, not a signed document"),
         (["--warn-days", "-1"], "--warn-days must not be negative"),
         (["--ca-file", "missing.pem"], "--ca-file"),
     ],
 )
 def test_usage_errors_exit_2(
-    capsys: pytest.CaptureFixture[str],
-    files: dict[str, Path],
-    pins: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    argv: list[str],
-    message: str,
+    check: Checker, monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
 ) -> None:
-    monkeypatch.chdir(files["dir"])
-    policy = write_policy(files["dir"] / "p.json", [pins["intermediate"], pins["root"]])
-    code, _, err = run(capsys, str(policy), *argv)
+    monkeypatch.chdir(check.tmp)
+    code = main(["check", check.policy(), *argv])
     assert code == 2
-    assert message in err
+    assert message in check.capsys.readouterr().err
 
 
 def test_default_targets_are_the_exact_hosts() -> None:

@@ -80,14 +80,27 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_pkcs11_key_signs_and_cosigns_and_clients_verify_with_cryptography(
-    token: Path,
-    workdir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture
+def on_token(token: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test token's module and configuration in the environment, as a user sets them."""
     monkeypatch.setenv("SOFTHSM2_CONF", str(token / "softhsm2.conf"))
     monkeypatch.setenv("PYKCS11LIB", SOFTHSM_MODULE)
+    return workdir
+
+
+@pytest.fixture
+def document(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """doc.json, signed by the key file k."""
+    assert main(["keygen", "--out", "k"]) == 0
+    assert main(["sign", "policy.json", "--key", "k", "--version", "1", "--expires", "1d",
+                 "--out", "doc.json"]) == 0  # fmt: skip
+    capsys.readouterr()
+    return workdir / "doc.json"
+
+
+def test_pkcs11_key_signs_and_cosigns_and_clients_verify_with_cryptography(
+    on_token: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(PIN_ENV, USER_PIN)
     # Enrolment: the token's public key, to ship in apps.
     assert main(["public-key", "--key", URI]) == 0
@@ -111,30 +124,20 @@ def test_pkcs11_key_signs_and_cosigns_and_clients_verify_with_cryptography(
 
 
 def test_pkcs11_pin_missing_is_a_clear_error(
-    token: Path,
-    workdir: Path,
+    on_token: Path,
+    document: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("SOFTHSM2_CONF", str(token / "softhsm2.conf"))
-    monkeypatch.setenv("PYKCS11LIB", SOFTHSM_MODULE)
     monkeypatch.delenv(PIN_ENV, raising=False)
     monkeypatch.setattr("sys.stdin", None)
-    assert main(["keygen", "--out", "k"]) == 0
-    assert main(["sign", "policy.json", "--key", "k", "--version", "1", "--expires", "1d",
-                 "--out", "doc.json"]) == 0  # fmt: skip
-    capsys.readouterr()
     assert main(["cosign", "doc.json", "--key", URI]) == 2
     assert f"set {PIN_ENV}" in capsys.readouterr().err
 
 
-def test_kms_uris_need_their_public_key(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_kms_uris_need_their_public_key(document: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Cloud KMS schemes are documented, not exercised: without --public-key the command
     says what is missing before anything reaches a network."""
-    assert main(["keygen", "--out", "k"]) == 0
-    assert main(["sign", "policy.json", "--key", "k", "--version", "1", "--expires", "1d",
-                 "--out", "doc.json"]) == 0  # fmt: skip
-    capsys.readouterr()
     uri = "gcpkms:projects/p/locations/global/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"
     assert main(["cosign", "doc.json", "--key", uri]) == 2
     err = capsys.readouterr().err
