@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -69,6 +70,11 @@ def cmd_cosign(args: argparse.Namespace) -> int:
     try:
         result = add_signature(data, signer)
     except PinConfigError as exc:
+        if _looks_like_policy(data):
+            raise CliError(
+                f"{args.file!r} is a policy, not a signed document: sign it first with "
+                "pinsdk sign, then co-sign the file that writes"
+            ) from None
         raise CliError(f"{args.file!r}: {exc}") from None
     out = args.out or args.file
     if not result.added:
@@ -93,6 +99,14 @@ def _write(path: str, data: bytes) -> None:
         write_atomically(path, data)
     except OSError as exc:
         raise CliError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _looks_like_policy(data: bytes) -> bool:
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(raw, dict) and "domains" in raw and "payload" not in raw
 
 
 def cmd_public_key(args: argparse.Namespace) -> int:

@@ -126,7 +126,10 @@ def test_signing_ceremony_on_the_command_line(
 
 def test_cosign_input_errors(ceremony: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cosign", "policy.json", "--key", "alice"]) == 2
-    assert "refusing to co-sign" in capsys.readouterr().err
+    assert "'policy.json' is a policy, not a signed document" in capsys.readouterr().err
+    Path("junk.json").write_text('{"payloadType": "text/plain"}')
+    assert main(["cosign", "junk.json", "--key", "alice"]) == 2
+    assert "refusing to co-sign: payloadType is 'text/plain'" in capsys.readouterr().err
     assert main(["cosign", "missing.json", "--key", "alice"]) == 2
     assert "cannot read document 'missing.json'" in capsys.readouterr().err
     assert main(["cosign", "policy.json", "--key", "alice.pub"]) == 2
