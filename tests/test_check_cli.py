@@ -236,6 +236,16 @@ def test_usage_errors_exit_2(
     assert message in check.capsys.readouterr().err
 
 
+def test_without_targets_every_address_of_each_exact_host_on_443(check: Checker) -> None:
+    """No --target: the policy's exact hosts, port 443, each address they resolve to
+    (localhost: loopback only). Nothing of ours listens on 443, so it cannot be accepted."""
+    code, reports = check.json(check.policy())
+    assert code == 1
+    assert {(r["host"], r["port"]) for r in reports} == {("localhost", 443)}
+    assert {r["address"] for r in reports} <= {"127.0.0.1", "::1"}
+    assert all(r["ok"] is False for r in reports)
+
+
 def test_default_targets_are_the_exact_hosts() -> None:
     a, b = (pinsdk.spki_pin(ca.cert_pem.bytes()) for ca in (trustme.CA(), trustme.CA()))
     policy = PinPolicy.from_dict(
