@@ -1,6 +1,7 @@
 """The ``pinsdk`` command: pins of a server, keys, signed pin documents, and the demo.
 
-Exit status: 0 success; 1 a document did not verify (``verify``) or the demo misbehaved;
+Exit status: 0 success; 1 a document did not verify (``verify``), a server would be refused
+(``check``) or the demo misbehaved;
 2 bad usage or unreadable input; 3 the host could not be reached or TLS failed (``pins``).
 """
 
@@ -585,14 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pins.set_defaults(func=cmd_pins)
 
-    _register_rotation_commands(sub)
-    sub.add_parser("demo", help="the end-to-end demo on 127.0.0.1 (see pinsdk demo --help)")
-    return parser
-
-
-def _register_rotation_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_check_parser(sub)
     add_cosign_parser(sub)
+    sub.add_parser("demo", help="the end-to-end demo on 127.0.0.1 (see pinsdk demo --help)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

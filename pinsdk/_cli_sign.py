@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from ._cli_common import CliError
 from ._cli_common import read_file as _read
-from ._core.cosign import add_signature, signer_summary
+from ._core.cosign import add_signature
 from ._core.errors import PinConfigError
 from ._core.keys import Signer
 from ._signers import is_signer_uri, load_signer
 
-__all__ = ["add_parser", "load_signers", "signer_summary", "write_atomically"]
+__all__ = ["add_parser", "load_signers", "write_atomically"]
 
 
 def load_signers(specs: Sequence[str], public_keys: Sequence[str] | None) -> list[Signer]:

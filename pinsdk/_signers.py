@@ -46,7 +46,7 @@ def is_signer_uri(spec: str) -> bool:
 
 @attrs.frozen
 class UriSigner:
-    """A securesystemslib signer seen as a pinsdk :class:`~pinsdk._core.cosign.Signer`."""
+    """A securesystemslib signer seen as a pinsdk :class:`~pinsdk._core.keys.Signer`."""
 
     uri: str
     public: TrustedKey

@@ -152,3 +152,14 @@ def test_what_counts_as_a_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert not is_signer_uri("C:/keys/signing.key")  # a drive letter is not a scheme
     Path("hsm:odd").write_text("a file wins over a URI")
     assert not is_signer_uri("hsm:odd")
+
+
+def test_without_the_extra_the_error_says_how_to_get_it(
+    document: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing() -> None:
+        raise ModuleNotFoundError("No module named 'securesystemslib'", name="securesystemslib")
+
+    monkeypatch.setattr("pinsdk._signers._sslib", missing)
+    assert main(["cosign", "doc.json", "--key", URI]) == 2
+    assert "needs the optional extra: pip install 'pinsdk[signers]'" in capsys.readouterr().err
