@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -173,6 +174,18 @@ class _SaidInTheReport(logging.Filter):
         return "single pin and no backup" not in record.getMessage()
 
 
+def _trust(ca_file: str | None) -> ssl.SSLContext:
+    """What clients trust: httpx's default store, or only the anchors of ``ca_file``."""
+    if ca_file is None:
+        return trust_context(True)
+    if not os.path.isfile(ca_file):
+        raise CliError(f"--ca-file {ca_file!r}: no such file")
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"--ca-file {ca_file!r} is not a usable CA bundle: {exc}") from None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     quiet = _SaidInTheReport()
     logger = logging.getLogger("pinsdk")
@@ -188,10 +201,7 @@ def _check(args: argparse.Namespace) -> int:
         raise CliError("--warn-days must not be negative")
     if args.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
-    try:
-        context = trust_context(args.ca_file or True)
-    except PinConfigError as exc:
-        raise CliError(f"--ca-file: {exc}") from None
+    context = _trust(args.ca_file)
     now = time.time()
     try:
         policy, verified, keys = _load(args)

@@ -224,7 +224,7 @@ def test_signed_document_is_verified_first(check: Checker, api_cert: trustme.Lea
         (["--trusted-key", "k.pub"], "is a policy, not a signed document"),
         (["--threshold", "2"], "is a policy, not a signed document"),
         (["--warn-days", "-1"], "--warn-days must not be negative"),
-        (["--ca-file", "missing.pem"], "--ca-file"),
+        (["--ca-file", "missing.pem"], "--ca-file 'missing.pem': no such file"),
     ],
 )
 def test_usage_errors_exit_2(
