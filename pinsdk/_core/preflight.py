@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 import attrs
 from cryptography import x509
@@ -23,6 +23,7 @@ from .check import evaluate
 from .hosts import PatternKind
 from .pins import NotDERError, pin_of_der
 from .policy import DomainPins, PinPolicy
+from .timeutil import format_datetime
 
 __all__ = [
     "TargetReport",
@@ -78,14 +79,10 @@ class TargetReport:
             "leaf_pins": list(self.leaf_pins),
             "days_left": self.days_left,
             "chain_days_left": self.chain_days_left,
-            "not_after": None if self.not_after is None else _rfc3339(self.not_after),
+            "not_after": None if self.not_after is None else format_datetime(self.not_after),
             "reason": self.reason,
             "warnings": list(self.warnings),
         }
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def default_hosts(policy: PinPolicy, now: float) -> list[str]:
