@@ -111,10 +111,13 @@ def test_sign_to_stdout_and_rotation(
         (["sign", "policy.json", "--key", "k", "--version", "0", "--expires", "1d"], "at least 1"),
         (
             ["sign", "policy.json", "--key", "policy.json", "--version", "1", "--expires", "1d"],
-            "not a usable PEM private key",
+            "'policy.json' is an unsigned pin policy (JSON with 'domains'), not a private key",
         ),
         (["sign", "bad.json", "--key", "k", "--version", "1", "--expires", "1d"], "'md5/x'"),
-        (["verify", "policy.json", "--trusted-key", "nope.pub"], "cannot read trusted key"),
+        (
+            ["verify", "policy.json", "--trusted-key", "nope.pub"],
+            "cannot read --trusted-key file 'nope.pub'",
+        ),
     ],
 )
 def test_errors_exit_2_with_a_message(
