@@ -146,6 +146,8 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
             **kwargs,
         }
         self._inner = httpx.AsyncHTTPTransport(**self._inner_kwargs)
+        # DynamicPins used without being entered: said once, at the first request.
+        self._idle_hint: Callable[[], None] | None = getattr(self.pins, "warn_if_idle", None)
         # Requests naming another TLS server name (sni_hostname) than their URL host:
         # one connection pool per name, since httpcore pools by URL origin alone.
         self._sni_inner: dict[str, httpx.AsyncHTTPTransport] = {}
@@ -158,6 +160,9 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         # request crosses no frame of ours each time it resumes.
         if request.url.scheme == "http":
             self._check_plaintext(request)
+        if self._idle_hint is not None:
+            self._idle_hint, hint = None, self._idle_hint
+            hint()
         inner = self._inner
         if "sni_hostname" in request.extensions:
             inner = self._inner_for_sni(request)
@@ -270,7 +275,7 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         if heal is None or not exc.verdict.enforced or not exc.expected_pins:
             return False  # static pins, a denied key on an unpinned host, or report mode
         try:
-            return await heal(exc.host, exc.expected_pins)
+            return await heal(exc.host, exc.verdict.expected_pins)
         except Exception:
             logger.exception("self-healing refresh failed (ignored)")
             return False
