@@ -160,8 +160,9 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         # request crosses no frame of ours each time it resumes.
         if request.url.scheme == "http":
             self._check_plaintext(request)
-        if self._idle_hint is not None:
-            self._idle_hint, hint = None, self._idle_hint
+        hint = self._idle_hint
+        if hint is not None:
+            self._idle_hint = None
             hint()
         inner = self._inner
         if "sni_hostname" in request.extensions:
