@@ -107,10 +107,13 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         trust_env: bool = True,
         on_pin_failure: FailureCallback | None = None,
         reporting: Reporting | None = None,
-        _monitor: Monitor | None = None,
         **kwargs: Any,
     ) -> None:
         from ._version import __version__
+
+        # A pinsdk.AsyncClient shares its monitor with the transports it builds (private: not
+        # in the signature that help() and the docs show).
+        _monitor: Monitor | None = kwargs.pop("_monitor", None)
 
         self.pins: PinSource = as_source(pins)
         self._owns_monitor = _monitor is None
