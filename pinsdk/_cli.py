@@ -47,6 +47,7 @@ from ._configgen import (
 from ._core.envelope import DEFAULT_CLOCK_LEEWAY, sign_envelope, verify_envelope
 from ._core.errors import PinConfigError, UpdateRejectedError
 from ._core.keys import KeySet, SigningKey, TrustedKey, load_private_key
+from ._core.pins import pin_of_der
 from ._core.policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
 from ._core.timeutil import format_datetime, parse_datetime
 from ._refresher import MAX_SUGGESTED_INTERVAL, MIN_SUGGESTED_INTERVAL
@@ -432,7 +433,16 @@ def load_cert_files(paths: Sequence[str]) -> list[CertRow]:
     intermediates, root) whatever the order of the files."""
     certs: list[x509.Certificate] = []
     for path in paths:
-        certs.extend(load_certificates(path))
+        found = load_certificates(path)
+        for cert in found:
+            try:
+                pin_of_der(cert.public_bytes(serialization.Encoding.DER))
+            except ValueError as exc:  # parsed leniently, but no strict DER: it has no pin
+                raise CliError(
+                    f"{path!r} holds a certificate that is not strict DER, so it has no pin "
+                    f"(a pinned client refuses it): {exc}"
+                ) from None
+        certs.extend(found)
     ordered = order_chain(certs)
     return describe_chain(
         [c for c, _ in ordered],
@@ -786,7 +796,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ModuleNotFoundError as exc:  # its CAs come from an optional dependency
             if exc.name != "trustme":
                 raise
-            print("pinsdk demo: error: needs trustme: pip install 'pinsdk[demo]'", file=sys.stderr)
+            print(
+                "pinsdk demo: error: needs trustme, in the 'demo' extra: pip install '.[demo]' "
+                "in a checkout of pinsdk, or pip install trustme",
+                file=sys.stderr,
+            )
             return 2
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)
