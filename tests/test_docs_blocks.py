@@ -8,8 +8,10 @@ run on asyncio); shell blocks run with ``bash -euo pipefail`` with this interpre
 ``console`` block, the lines starting with ``$ `` are the commands.
 
 Each page's directory starts with the files the pages take as given: ``pins.json`` (a
-policy pinning ``api.example.com``), ``api-cert.pem`` (that host's certificate) and ``ca.pem``
-(its CA). Nothing may reach beyond loopback: in-process name resolution answers only
+policy pinning ``api.example.com``), ``api-cert.pem`` (that host's certificate, also valid for
+``localhost``) and ``ca.pem`` (its CA). A loopback HTTPS server presents that certificate on
+``localhost:$PORT`` (``PORT`` in the environment of shell blocks, and a variable of Python
+blocks). Nothing may reach beyond loopback: in-process name resolution answers only
 ``localhost`` and loopback addresses, so a block that would contact a real host fails.
 
 A block that cannot run (it needs a real remote host, is a fragment, runs the test suite
@@ -26,9 +28,10 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ import pytest
 import trustme
 
 import pinsdk
+from pinsdk._demo.loopback import LoopbackTLSServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([*(ROOT / "docs").rglob("*.md"), ROOT / "README.md"])
@@ -158,9 +162,9 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1", None}
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+def seed() -> Iterator[dict[str, bytes]]:
     ca = trustme.CA()
-    leaf = ca.issue_cert("api.example.com")
+    leaf = ca.issue_cert("api.example.com", "localhost", "127.0.0.1")
     backup = trustme.CA().issue_cert("api.example.com")  # stands in for an offline backup key
     leaf_pem = leaf.cert_chain_pems[0].bytes()
     policy = pinsdk.PinPolicy(
@@ -171,11 +175,18 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
             )
         ]
     )
-    return {
-        "pins.json": (json.dumps(policy.to_dict(), indent=2) + "\n").encode(),
-        "api-cert.pem": leaf_pem,
-        "ca.pem": ca.cert_pem.bytes(),
-    }
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    server = LoopbackTLSServer(context, http2=False).start()
+    try:
+        yield {
+            "pins.json": (json.dumps(policy.to_dict(), indent=2) + "\n").encode(),
+            "api-cert.pem": leaf_pem,
+            "ca.pem": ca.cert_pem.bytes(),
+            "PORT": str(server.port).encode(),
+        }
+    finally:
+        server.stop()
 
 
 def _loopback_only(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -216,10 +227,12 @@ def test_blocks_run(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: dict[str, bytes]
 ) -> None:
     for name, data in seed.items():
-        (tmp_path / name).write_bytes(data)
+        if name != "PORT":
+            (tmp_path / name).write_bytes(data)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", seed["PORT"].decode())
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_only(socket.getaddrinfo))
-    namespace: dict[str, object] = {"__name__": "__docs__"}
+    namespace: dict[str, object] = {"__name__": "__docs__", "PORT": int(seed["PORT"])}
     ran = 0
     for block in runnable(page):
         if block.skip:
