@@ -325,11 +325,16 @@ def _verify(args: argparse.Namespace) -> int:
         f"issued {format_datetime(verified.issued_at)}, expires {format_datetime(verified.expires)}"
     )
     late = now.timestamp() - verified.expires.timestamp()
-    if late >= 0 and not args.allow_expired:
+    if 0 <= late < DEFAULT_CLOCK_LEEWAY:
         print(
             f"EXPIRED WITHIN LEEWAY: the document expired {late:.0f} s ago; clients still "
             f"accept it for {DEFAULT_CLOCK_LEEWAY:g} s after its expiry (clock skew), then "
             "refuse it: sign a new version"
+        )
+    elif late >= DEFAULT_CLOCK_LEEWAY:  # only with --allow-expired
+        print(
+            f"EXPIRED: the document expired {late / 86400:.1f} days ago; clients refuse it "
+            "(checked anyway because of --allow-expired)"
         )
     early = verified.issued_at.timestamp() - now.timestamp()
     if early > 0:

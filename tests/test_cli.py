@@ -156,6 +156,9 @@ def test_expired_documents_and_allow_expired(
     assert main(["verify", "old.json", "--trusted-key", "k.pub"]) == 1
     assert "expired at 2020-01-02" in capsys.readouterr().out
     assert main(["verify", "old.json", "--trusted-key", "k.pub", "--allow-expired"]) == 0
+    out = capsys.readouterr().out
+    assert "EXPIRED: the document expired" in out
+    assert "clients refuse it (checked anyway because of --allow-expired)" in out
 
 
 def test_demo_subcommand_help(capsys: pytest.CaptureFixture[str]) -> None:
