@@ -26,29 +26,49 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ._cli_check import add_parser as add_check_parser
-from ._cli_common import CliError, parse_target
-from ._cli_common import read_file as _read
+from ._cli_inputs import (
+    CliError,
+    NetworkError,
+    describe_file,
+    distinct_keys,
+    load_certificates,
+    load_public_key_pem,
+    order_chain,
+    parse_target,
+    read_input,
+)
 from ._cli_sign import add_parser as add_cosign_parser
 from ._cli_sign import load_signers
-from ._configgen import FORMATS, CertRow, backup_row, describe_chain, render, select
+from ._configgen import (
+    FORMATS,
+    CertRow,
+    backup_row,
+    describe_chain,
+    host_entries,
+    render,
+    select,
+)
 from ._core.cosign import signer_summary
-from ._core.envelope import parse_envelope, sign_envelope, signed_by, verify_envelope
+from ._core.envelope import (
+    DEFAULT_CLOCK_LEEWAY,
+    parse_envelope,
+    sign_envelope,
+    signed_by,
+    verify_envelope,
+)
 from ._core.errors import PinConfigError, SignatureError, UpdateRejectedError
 from ._core.keys import KeySet, TrustedKey
+from ._core.pins import pin_of_der
 from ._core.policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
 from ._core.timeutil import format_datetime, parse_datetime
+from ._refresher import MAX_SUGGESTED_INTERVAL, MIN_SUGGESTED_INTERVAL
 from ._tls import served_chain, verified_chain
+from ._version import __version__
 
 __all__ = ["main"]
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class NetworkError(CliError):
-    """The host could not be reached, or TLS failed: exit status 3."""
-
-    status = 3
 
 
 def parse_expiry(text: str, now: datetime) -> datetime:
@@ -62,6 +82,10 @@ def parse_expiry(text: str, now: datetime) -> datetime:
         raise CliError(
             f"--expires {text!r} is neither a duration like 30d, 12h, 90m nor an RFC 3339 time"
         ) from None
+
+
+def _read(path: str, what: str) -> bytes:
+    return read_input(path, what)
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -200,11 +224,23 @@ def _sign(args: argparse.Namespace) -> int:
         if key in shape:
             payload[key] = shape[key]
     if args.refresh_interval is not None:
-        payload["refresh_interval"] = args.refresh_interval
+        interval = args.refresh_interval
+        if not MIN_SUGGESTED_INTERVAL <= interval <= MAX_SUGGESTED_INTERVAL:
+            clamped = min(max(interval, MIN_SUGGESTED_INTERVAL), MAX_SUGGESTED_INTERVAL)
+            print(
+                f"warning: --refresh-interval {interval:g} is outside what clients honour "
+                f"({MIN_SUGGESTED_INTERVAL:g} s to {MAX_SUGGESTED_INTERVAL:g} s); they will "
+                f"poll every {clamped:g} s",
+                file=sys.stderr,
+            )
+        payload["refresh_interval"] = interval
+    signers = load_signers(args.key, args.public_key)
     try:
-        signers = load_signers(args.key, args.public_key)
         if args.new_key:
-            new_keys = KeySet.build([_read(p, "new key") for p in args.new_key], args.new_threshold)
+            new_pems = [load_public_key_pem(p, "--new-key") for p in args.new_key]
+            new_keys = KeySet.build(
+                distinct_keys(args.new_key, new_pems, "--new-key"), args.new_threshold
+            )
             payload["keys"] = new_keys.to_dict()
         envelope = sign_envelope(payload, signers)
         # Check the result with the signers' own public keys before handing it out.
@@ -235,9 +271,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     if args.warn_days < 0:
         raise CliError("--warn-days must not be negative")
+    pems = [load_public_key_pem(p, "--trusted-key") for p in args.trusted_key]
     data = _read(args.file, "document")
+    what = describe_file(data)
+    if not what.startswith(("a signed pin document", "JSON", "text starting like JSON")):
+        hint = (
+            "; sign it first: pinsdk sign POLICY.json --key KEY --version N --expires 30d"
+            if what.startswith("an unsigned pin policy")
+            else ""
+        )
+        raise CliError(f"{args.file!r} is {what}, not a signed pin document{hint}")
     try:
-        keys = KeySet.build([_read(p, "trusted key") for p in args.trusted_key], args.threshold)
+        keys = KeySet.build(distinct_keys(args.trusted_key, pems, "--trusted-key"), args.threshold)
     except PinConfigError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -261,10 +306,33 @@ def _verify(args: argparse.Namespace) -> int:
     print(
         f"issued {format_datetime(verified.issued_at)}, expires {format_datetime(verified.expires)}"
     )
+    late = now.timestamp() - verified.expires.timestamp()
+    if 0 <= late < DEFAULT_CLOCK_LEEWAY:
+        print(
+            f"EXPIRED WITHIN LEEWAY: the document expired {late:.0f} s ago; clients still "
+            f"accept it for {DEFAULT_CLOCK_LEEWAY:g} s after its expiry (clock skew), then "
+            "refuse it: sign a new version"
+        )
+    elif late >= DEFAULT_CLOCK_LEEWAY:  # only with --allow-expired
+        print(
+            f"EXPIRED: the document expired {late / 86400:.1f} days ago; clients refuse it "
+            "(checked anyway because of --allow-expired)"
+        )
+    early = verified.issued_at.timestamp() - now.timestamp()
+    if early > 0:
+        print(
+            f"ISSUED IN THE FUTURE: issued_at is {early:.0f} s ahead of this clock (accepted "
+            f"within {DEFAULT_CLOCK_LEEWAY:g} s of skew)"
+        )
+    # A rotation document is also signed by the new keys: they are not trusted yet.
+    trusted_ids = {k.keyid for k in keys.keys}
     print("\n".join(signer_summary(keys, verified.signed_by)))
     if verified.rotated_keys is not None:
         rotated = verified.rotated_keys
         print(f"rotates keys to {len(rotated.keys)} key(s), threshold {rotated.threshold}")
+        by_new = sorted(verified.signed_by - trusted_ids)
+        if by_new:
+            print(f"also signed by {len(by_new)} new key(s): {', '.join(by_new)}")
     for entry in expired:
         print(f"EXPIRED: {entry.host!r} expired at {_expiry_of(entry)}: it pins nothing")
     for entry in soon:
@@ -326,24 +394,35 @@ def fetch_chain(args: argparse.Namespace, host: str, port: int) -> list[CertRow]
 
 
 def load_cert_files(paths: Sequence[str]) -> list[CertRow]:
-    """Certificates from PEM (bundles allowed) or DER files, in file order."""
+    """Certificates from PEM (bundles allowed) or DER files, in chain order (leaf,
+    intermediates, root) whatever the order of the files."""
     certs: list[x509.Certificate] = []
     for path in paths:
-        data = _read(path, "certificate")
-        try:
-            if b"-----BEGIN" in data:
-                found = x509.load_pem_x509_certificates(data)
-            else:
-                found = [x509.load_der_x509_certificate(data)]
-        except ValueError as exc:
-            raise CliError(f"{path!r} holds no readable PEM or DER certificate: {exc}") from None
+        found = load_certificates(path)
+        for cert in found:
+            try:
+                pin_of_der(cert.public_bytes(serialization.Encoding.DER))
+            except ValueError as exc:  # parsed leniently, but no strict DER: it has no pin
+                raise CliError(
+                    f"{path!r} holds a certificate that is not strict DER, so it has no pin "
+                    f"(a pinned client refuses it): {exc}"
+                ) from None
         certs.extend(found)
-    return describe_chain(certs, sources=["file"] * len(certs), verified=None)
+    ordered = order_chain(certs)
+    return describe_chain(
+        [c for c, _ in ordered],
+        sources=["file"] * len(ordered),
+        verified=None,
+        roles=[role for _, role in ordered],
+    )
 
 
 def load_key_file(path: str) -> CertRow:
     """A backup key's pin: a public or private key, PEM or DER."""
     data = _read(path, "key")
+    what = describe_file(data)
+    if what.endswith("certificate"):
+        raise CliError(f"{path!r} is {what}, not a key; use --cert for a certificate's pin")
     for public, private in (
         (serialization.load_pem_public_key, serialization.load_pem_private_key),
         (serialization.load_der_public_key, serialization.load_der_private_key),
@@ -356,7 +435,7 @@ def load_key_file(path: str) -> CertRow:
             except (ValueError, TypeError):
                 continue
         return backup_row(key, f"backup key {os.path.basename(path)}")
-    raise CliError(f"{path!r} is not a readable public or private key (PEM or DER)")
+    raise CliError(f"{path!r} is {what}, not a readable public or private key (PEM or DER)")
 
 
 def _format_table(rows: Sequence[CertRow], now: datetime) -> str:
@@ -389,12 +468,20 @@ def _format_table(rows: Sequence[CertRow], now: datetime) -> str:
     return "\n".join(out) + "\n"
 
 
-def _config_host(args: argparse.Namespace, target_host: str | None) -> str:
+def _config_hosts(
+    args: argparse.Namespace, target_host: str | None, rows: Sequence[CertRow]
+) -> list[str]:
     if args.host:
-        return str(args.host)
+        return list(args.host)
     if target_host:
-        return target_host
-    raise CliError("--format needs the host to pin: give HOST[:PORT] or --host NAME")
+        return [target_host]
+    names = [n for row in rows if row.role == "leaf" for n in row.names]
+    if names:
+        return list(dict.fromkeys(names))
+    raise CliError(
+        "--format needs the host to pin: the certificates name no DNS host (no leaf with a "
+        "subjectAltName); give --host NAME"
+    )
 
 
 def cmd_pins(args: argparse.Namespace) -> int:
@@ -402,6 +489,12 @@ def cmd_pins(args: argparse.Namespace) -> int:
         raise CliError("--insecure is only for inspecting; it cannot emit a configuration")
     if not (args.target or args.cert or args.key):
         raise CliError("give HOST[:PORT] to connect to, or --cert FILE / --key FILE")
+    if args.target and args.cert:
+        # Mixing a served chain with files would pin certificates the server does not send.
+        raise CliError(
+            "give either HOST[:PORT] to read the chain from the server, or --cert files, not "
+            "both (--key backups go with either)"
+        )
     rows: list[CertRow] = []
     target_host = None
     if args.target:
@@ -433,11 +526,14 @@ def cmd_pins(args: argparse.Namespace) -> int:
     if expires is None:
         dated = [r.not_after for r in chosen if r.not_after is not None]
         expires = min(dated).date() if dated else None
-    host = _config_host(args, target_host)
+    hosts = _config_hosts(args, target_host, rows)
+    _, notes = host_entries(args.format, hosts, args.include_subdomains)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     try:
         text = render(
             args.format,
-            host,
+            hosts,
             [r.pin for r in chosen],
             include_subdomains=args.include_subdomains,
             expires=expires,
@@ -457,12 +553,27 @@ def _date(text: str) -> date:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pinsdk", description="Certificate pinning with signed dynamic pin updates."
+        prog="pinsdk",
+        description="Certificate pinning with signed dynamic pin updates: read a server's "
+        "pins, make signing keys, sign and verify pin documents, run the demo. "
+        "Exit status: 0 ok, 1 a document did not verify, 2 bad usage or input, 3 network/TLS.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"pinsdk {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    keygen = sub.add_parser("keygen", help="create a signing key pair")
-    keygen.add_argument("--alg", choices=["ed25519", "p256"], default="ed25519")
+    keygen = sub.add_parser(
+        "keygen",
+        help="create a signing key pair",
+        description="Create a key pair that signs pin documents: the private key goes to KEY "
+        "(mode 0600), the public key clients trust to KEY.pub. Prints the public key and its "
+        "keyid. Never overwrites a file.",
+    )
+    keygen.add_argument(
+        "--alg",
+        choices=["ed25519", "p256"],
+        default="ed25519",
+        help="signature algorithm: Ed25519 (default) or ECDSA P-256",
+    )
     keygen.add_argument(
         "--out",
         required=True,
@@ -471,8 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.set_defaults(func=cmd_keygen)
 
-    sign = sub.add_parser("sign", help="sign a policy JSON as a pin update document")
-    sign.add_argument("policy", metavar="POLICY.json")
+    sign = sub.add_parser(
+        "sign",
+        help="sign a policy JSON as a pin update document",
+        description="Sign a pin policy (JSON with 'domains') as a DSSE pin document that "
+        "DynamicPins clients accept; the result is checked with the signers' public keys "
+        "before it is written.",
+    )
+    sign.add_argument("policy", metavar="POLICY.json", help="the unsigned pin policy to sign")
     sign.add_argument(
         "--key",
         action="append",
@@ -512,7 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PUB",
         help="rotate to this public key (repeat); sign with old and new keys",
     )
-    sign.add_argument("--new-threshold", type=int, default=1, metavar="K")
+    sign.add_argument(
+        "--new-threshold",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --new-key: how many of the new keys must sign later documents (default 1)",
+    )
     sign.add_argument(
         "--allow-empty",
         action="store_true",
@@ -526,10 +649,27 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     sign.set_defaults(func=cmd_sign)
 
-    verify = sub.add_parser("verify", help="verify a pin update document")
-    verify.add_argument("file", metavar="FILE")
-    verify.add_argument("--trusted-key", action="append", required=True, metavar="PUB")
-    verify.add_argument("--threshold", type=int, default=1, metavar="K")
+    verify = sub.add_parser(
+        "verify",
+        help="verify a pin update document",
+        description="Check a signed pin document as a client would (signatures, format, "
+        "expiry) and summarise it: version, domains, signers, key rotation, expired entries.",
+    )
+    verify.add_argument("file", metavar="FILE", help="the signed pin document")
+    verify.add_argument(
+        "--trusted-key",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="a public key clients trust (KEY.pub from keygen); repeat",
+    )
+    verify.add_argument(
+        "--threshold",
+        type=int,
+        default=1,
+        metavar="K",
+        help="how many distinct trusted keys must have signed (default 1)",
+    )
     verify.add_argument(
         "--allow-expired",
         action="store_true",
@@ -550,18 +690,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to HOST[:PORT] with TLS (or read --cert/--key files) and print "
         "the chain with each certificate's SPKI pin; with --format, print a ready configuration.",
     )
-    pins.add_argument("target", nargs="?", metavar="HOST[:PORT]")
-    pins.add_argument("--cafile", help="trust this CA bundle instead of the default store")
-    pins.add_argument("--servername", help="SNI and hostname to verify (default: HOST)")
+    pins.add_argument(
+        "target",
+        nargs="?",
+        metavar="HOST[:PORT]",
+        help="server to connect to: HOST, HOST:PORT, [IPv6]:PORT or an https:// URL",
+    )
+    pins.add_argument(
+        "--cafile", metavar="FILE", help="trust this CA bundle instead of the default store"
+    )
+    pins.add_argument(
+        "--servername", metavar="NAME", help="SNI and hostname to verify (default: HOST)"
+    )
     pins.add_argument(
         "--insecure", action="store_true", help="skip verification, only to inspect (no --format)"
     )
-    pins.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    pins.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="connect and handshake timeout (default 10)",
+    )
     pins.add_argument(
         "--cert",
         action="append",
         metavar="FILE",
-        help="certificate file (PEM, PEM bundle or DER); repeat",
+        help="certificate file (PEM, PEM bundle or DER) instead of HOST; repeat, any order",
     )
     pins.add_argument(
         "--key",
@@ -576,8 +731,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["leaf", "intermediate", "root", "all"],
         help="which certificates to pin (default: leaf and intermediate); repeat",
     )
-    pins.add_argument("--host", help="host name for the configuration (default: HOST)")
-    pins.add_argument("--include-subdomains", action="store_true")
+    pins.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME",
+        help="host name or pattern for the configuration; repeat (default: HOST, or the "
+        "leaf certificate's DNS names)",
+    )
+    pins.add_argument(
+        "--include-subdomains",
+        action="store_true",
+        help="the configuration also covers every subdomain of the host",
+    )
     pins.add_argument(
         "--expires",
         type=_date,
@@ -588,7 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_check_parser(sub)
     add_cosign_parser(sub)
-    sub.add_parser("demo", help="the end-to-end demo on 127.0.0.1 (see pinsdk demo --help)")
+    sub.add_parser(
+        "demo",
+        help="the end-to-end demo on 127.0.0.1 (see pinsdk demo --help)",
+        description="The end-to-end demo on 127.0.0.1 (options: pinsdk demo --help).",
+    )
     return parser
 
 
@@ -601,7 +770,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ModuleNotFoundError as exc:  # its CAs come from an optional dependency
             if exc.name != "trustme":
                 raise
-            print("pinsdk demo: error: needs trustme: pip install 'pinsdk[demo]'", file=sys.stderr)
+            print(
+                "pinsdk demo: error: needs trustme, in the 'demo' extra: pip install '.[demo]' "
+                "in a checkout of pinsdk, or pip install trustme",
+                file=sys.stderr,
+            )
             return 2
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)

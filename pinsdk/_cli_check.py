@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ._cli_common import CliError, parse_target
-from ._cli_common import read_file as _read
+from ._cli_inputs import CliError, distinct_keys, load_public_key_pem, parse_target
+from ._cli_inputs import read_input as _read
 from ._core.cosign import signer_summary
 from ._core.envelope import PAYLOAD_TYPE, VerifiedPayload, verify_envelope
 from ._core.errors import PinConfigError, UpdateRejectedError
@@ -58,7 +58,8 @@ def _load(args: argparse.Namespace) -> tuple[PinPolicy, VerifiedPayload | None, 
             "(repeat, with --threshold K) so it is verified as clients verify it"
         )
     try:
-        keys = KeySet.build([_read(p, "trusted key") for p in args.trusted_key], args.threshold)
+        pems = [load_public_key_pem(p, "--trusted-key") for p in args.trusted_key]
+        keys = KeySet.build(distinct_keys(args.trusted_key, pems, "--trusted-key"), args.threshold)
     except PinConfigError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -253,7 +254,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "client would, and report whether a client with these pins would accept it. "
         "Exit 0 when every server would be accepted, 1 when any would be refused.",
     )
-    check.add_argument("file", metavar="POLICY_OR_DOCUMENT")
+    check.add_argument(
+        "file",
+        metavar="POLICY_OR_DOCUMENT",
+        help="a pin policy (JSON) or a signed pin document to check against the servers",
+    )
     check.add_argument(
         "--target",
         action="append",
@@ -269,7 +274,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="PUB",
         help="public key to verify a signed document with (repeat)",
     )
-    check.add_argument("--threshold", type=int, default=1, metavar="K")
+    check.add_argument(
+        "--threshold",
+        type=int,
+        default=1,
+        metavar="K",
+        help="signatures of distinct --trusted-key keys a signed document needs (default 1)",
+    )
     check.add_argument(
         "--warn-days",
         type=float,
@@ -277,6 +288,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="warn about certificates and a document expiring within N days (default 30)",
     )
-    check.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="connect and handshake timeout per server (default 10)",
+    )
     check.add_argument("--json", action="store_true", help="print a JSON list, one per server")
     check.set_defaults(func=cmd_check)

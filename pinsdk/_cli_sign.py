@@ -11,8 +11,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from ._cli_common import CliError
-from ._cli_common import read_file as _read
+from ._cli_inputs import CliError, load_private_key_pem, load_public_key_pem
+from ._cli_inputs import read_input as _read
 from ._core.cosign import add_signature
 from ._core.errors import PinConfigError
 from ._core.keys import Signer
@@ -34,8 +34,15 @@ def load_signers(specs: Sequence[str], public_keys: Sequence[str] | None) -> lis
     signers: list[Signer] = []
     try:
         for spec in specs:
-            pem = _read(pub_for[spec], "public key") if spec in pub_for else None
-            signers.append(load_signer(spec, _read, pem))
+            pem = load_public_key_pem(pub_for[spec], "--public-key") if spec in pub_for else None
+            signer = load_signer(spec, lambda path, _: load_private_key_pem(path, "--key"), pem)
+            if any(s.public.keyid == signer.public.keyid for s in signers):
+                print(
+                    f"warning: --key {spec!r} repeats a key already given: counted once",
+                    file=sys.stderr,
+                )
+                continue
+            signers.append(signer)
     except PinConfigError as exc:
         raise CliError(str(exc)) from None
     return signers
@@ -127,7 +134,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "its payload, in place (atomically) unless --out. A key that signed already adds "
         "nothing. Each key holder runs this on their own machine until the threshold is met.",
     )
-    cosign.add_argument("file", metavar="DOCUMENT")
+    cosign.add_argument(
+        "file", metavar="DOCUMENT", help="the signed pin document to add a signature to"
+    )
     cosign.add_argument(
         "--key",
         required=True,

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from ._core.errors import PinConfigError
+from ._core.policy import PinPolicy
 from ._reporting import FailureCallback, Monitor, Observed, Reporting
 from ._tls import PinCheck, PinsArg, VerifyTypes, as_source, pin_check_of, pinned_ssl_context
 from ._transport import PinnedTransport, pinned_proxy_context
@@ -16,8 +17,21 @@ from ._transport import PinnedTransport, pinned_proxy_context
 __all__ = ["AsyncClient"]
 
 
+def _same_pins(a: object, b: object) -> bool:
+    return a is b or (isinstance(a, PinPolicy) and isinstance(b, PinPolicy) and a == b)
+
+
 class AsyncClient(Observed, httpx.AsyncClient):
     """An ``httpx.AsyncClient`` whose every connection is pin-checked.
+
+    ``pins`` is the pin source: a :class:`~pinsdk.PinPolicy` (static pins) or a
+    :class:`~pinsdk.DynamicPins` (signed updates; enter it with ``async with``), read at every
+    new TLS connection. ``verify`` is the trust the chain must first pass before its pins are
+    checked, as in httpx: ``True`` (the default store; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` with
+    ``trust_env``), a CA bundle path, or an ``ssl.SSLContext`` (``False`` is refused: a pin
+    check needs a verified chain). With ``transport=``, that transport's own ``pins`` and
+    ``verify`` decide: it must have been given the same ``pins`` object, and ``verify=`` is
+    refused here (pass it to the transport), rather than one being silently ignored.
 
     Every httpx argument works (``proxy=``, environment proxies with
     ``trust_env=True``, ``http2=``, ``limits=``, ``mounts=`` …): each transport the
@@ -57,11 +71,25 @@ class AsyncClient(Observed, httpx.AsyncClient):
                 f"transport={type(transport).__name__} would bypass pinning; pass a "
                 "pinsdk.PinnedTransport, or leave transport unset"
             )
+        if transport is not None and verify is not True:
+            raise PinConfigError(
+                "verify= and transport= together: the transport's own verify= decides the "
+                "trust of its connections, so this one would be ignored; pass verify= to "
+                "pinsdk.PinnedTransport(...) instead"
+            )
         for pattern, mounted in (mounts or {}).items():
             if mounted is not None and not isinstance(mounted, PinnedTransport):
                 raise PinConfigError(
-                    f"mounts[{pattern!r}] is a {type(mounted).__name__}, which would bypass "
+                    f"mounts[{pattern!r}] is {type(mounted).__name__}, which would bypass "
                     "pinning; mount pinsdk.PinnedTransport instances only"
+                )
+        for name, given in [("transport", transport), *(mounts or {}).items()]:
+            if isinstance(given, PinnedTransport) and not _same_pins(given.pins, self.pins):
+                where = "transport=" if name == "transport" else f"mounts[{name!r}]"
+                raise PinConfigError(
+                    f"pins= and the pins of the PinnedTransport given as {where} differ: the "
+                    "transport's would be enforced, not these. Give both the same PinPolicy "
+                    "or DynamicPins object"
                 )
         if kwargs.get("cert") is not None:
             raise PinConfigError(

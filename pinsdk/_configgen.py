@@ -21,7 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from ._core.pins import pin_of_der, spki_pin_of_key
 from ._core.policy import DomainPins, PinPolicy
 
-__all__ = ["FORMATS", "CertRow", "describe_chain", "render", "select"]
+__all__ = [
+    "FORMATS",
+    "CertRow",
+    "describe_chain",
+    "dns_names",
+    "host_entries",
+    "render",
+    "select",
+]
 
 FORMATS = ("pinsdk", "okhttp", "android", "trustkit", "hpkp")
 Role = Literal["leaf", "intermediate", "root", "backup"]
@@ -56,6 +64,7 @@ class CertRow:
     pin: str
     source: str  # "server", "store", "file" or "key"
     verified: bool | None  # None: not known (offline or --insecure)
+    names: tuple[str, ...] = ()  # the certificate's DNS names (subjectAltName)
 
     def days_left(self, now: datetime) -> int | None:
         """Whole days until ``not_after`` (negative once expired)."""
@@ -66,19 +75,32 @@ def _is_self_signed(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer
 
 
+def dns_names(cert: x509.Certificate) -> tuple[str, ...]:
+    """The DNS names of a certificate's subjectAltName, in certificate order."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(dict.fromkeys(san.get_values_for_type(x509.DNSName)))
+
+
 def describe_chain(
     chain: Sequence[x509.Certificate],
     *,
     sources: Sequence[str],
     verified: bool | None,
+    roles: Sequence[Role] | None = None,
 ) -> list[CertRow]:
-    """Rows for a chain ordered leaf first; the last certificate is the root if self-signed."""
+    """Rows for a chain ordered leaf first; the last certificate is the root if self-signed
+    (``roles``, when given, says each certificate's role instead)."""
     rows = []
     for depth, (cert, source) in enumerate(zip(chain, sources, strict=True)):
         last = depth == len(chain) - 1
         role: Role = "leaf" if depth == 0 else "intermediate"
         if depth > 0 and last and _is_self_signed(cert):
             role = "root"
+        if roles is not None:
+            role = roles[depth]
         rows.append(
             CertRow(
                 depth=depth,
@@ -90,6 +112,7 @@ def describe_chain(
                 pin=pin_of_der(cert.public_bytes(serialization.Encoding.DER)),
                 source=source,
                 verified=verified,
+                names=dns_names(cert) if role == "leaf" else (),
             )
         )
     # With only a leaf and its root, the root is the issuing CA: pinning "the intermediate"
@@ -136,15 +159,47 @@ def _pin_b64(pin: str) -> str:
     return pin.removeprefix("sha256/")
 
 
+# The formats with no wildcard host: a "*." or "**." pattern becomes its parent domain with
+# subdomains included ("**." exactly; "*." widened to the parent and every depth).
+_NO_WILDCARDS = {"android": "Android's network security config", "trustkit": "TrustKit"}
+
+
+def host_entries(
+    fmt: str, hosts: str | Sequence[str], include_subdomains: bool
+) -> tuple[list[tuple[str, bool]], list[str]]:
+    """The (host, include subdomains) entries ``fmt`` can express for ``hosts``, and a note
+    for each wildcard that had to be translated."""
+    names = [hosts] if isinstance(hosts, str) else list(hosts)
+    if fmt not in _NO_WILDCARDS:
+        return [(h, include_subdomains) for h in names], []
+    merged: dict[str, bool] = {}
+    notes = []
+    for host in names:
+        base = host.split(".", 1)[1] if host.startswith(("*.", "**.")) else host
+        wild = base != host
+        if wild:
+            widened = "" if host.startswith("**.") else f" and deeper names than {host!r}"
+            notes.append(
+                f"{_NO_WILDCARDS[fmt]} has no wildcard hosts: {host!r} is written as {base!r} "
+                f"with subdomains included, which also pins {base!r} itself{widened}"
+            )
+        merged[base] = merged.get(base, False) or wild or include_subdomains
+    return list(merged.items()), notes
+
+
 def render(
     fmt: str,
-    host: str,
+    host: str | Sequence[str],
     pins: Sequence[str],
     *,
     include_subdomains: bool = False,
     expires: date | None = None,
 ) -> str:
-    """The configuration text for ``fmt`` (one of :data:`FORMATS`)."""
+    """The configuration text for ``fmt`` (one of :data:`FORMATS`) pinning ``pins`` for
+    ``host`` (one name or pattern, or several). For Android and TrustKit, which have no
+    wildcard hosts, ``*.example.com`` becomes ``example.com`` with subdomains (see
+    :func:`host_entries`)."""
+    entries, _ = host_entries(fmt, host, include_subdomains)
     if fmt == "pinsdk":
         expiry = (
             None
@@ -152,25 +207,30 @@ def render(
             else datetime(expires.year, expires.month, expires.day, tzinfo=timezone.utc)
         )
         policy = PinPolicy(
-            [DomainPins(host, pins, include_subdomains=include_subdomains, expires=expiry)]
+            [DomainPins(h, pins, include_subdomains=sub, expires=expiry) for h, sub in entries]
         )
         return json.dumps(policy.to_dict(), indent=2) + "\n"
     if fmt == "okhttp":
-        pattern = f"**.{host}" if include_subdomains else host
         lines = ["val certificatePinner = CertificatePinner.Builder()"]
-        lines += [f'    .add("{pattern}", "{pin}")' for pin in pins]
+        for h, sub in entries:
+            pattern = h
+            if sub:  # OkHttp's "**." is the name and every subdomain
+                pattern = "**." + (h.split(".", 1)[1] if h.startswith("*") else h)
+            lines += [f'    .add("{pattern}", "{pin}")' for pin in pins]
         lines += ["    .build()", ""]
         return "\n".join(lines)
     if fmt == "android":
         expiration = "" if expires is None else f" expiration={quoteattr(expires.isoformat())}"
-        sub = "true" if include_subdomains else "false"
         lines = [
             '<?xml version="1.0" encoding="utf-8"?>',
             "<network-security-config>",
             "    <domain-config>",
-            f'        <domain includeSubdomains="{sub}">{escape(host)}</domain>',
-            f"        <pin-set{expiration}>",
         ]
+        lines += [
+            f'        <domain includeSubdomains="{"true" if sub else "false"}">{escape(h)}</domain>'
+            for h, sub in entries
+        ]
+        lines.append(f"        <pin-set{expiration}>")
         lines += [f'            <pin digest="SHA-256">{_pin_b64(pin)}</pin>' for pin in pins]
         lines += ["        </pin-set>", "    </domain-config>", "</network-security-config>", ""]
         return "\n".join(lines)
@@ -179,15 +239,19 @@ def render(
             "let trustKitConfig: [String: Any] = [",
             "    kTSKSwizzleNetworkDelegates: false,",
             "    kTSKPinnedDomains: [",
-            f"        {json.dumps(host)}: [",
-            "            kTSKEnforcePinning: true,",
-            f"            kTSKIncludeSubdomains: {'true' if include_subdomains else 'false'},",
         ]
-        if expires is not None:
-            lines.append(f'            kTSKExpirationDate: "{expires.isoformat()}",')
-        lines.append("            kTSKPublicKeyHashes: [")
-        lines += [f'                "{_pin_b64(pin)}",' for pin in pins]
-        lines += ["            ],", "        ],", "    ],", "]", ""]
+        for h, sub in entries:
+            lines += [
+                f"        {json.dumps(h)}: [",
+                "            kTSKEnforcePinning: true,",
+                f"            kTSKIncludeSubdomains: {'true' if sub else 'false'},",
+            ]
+            if expires is not None:
+                lines.append(f'            kTSKExpirationDate: "{expires.isoformat()}",')
+            lines.append("            kTSKPublicKeyHashes: [")
+            lines += [f'                "{_pin_b64(pin)}",' for pin in pins]
+            lines += ["            ],", "        ],"]
+        lines += ["    ],", "]", ""]
         return "\n".join(lines)
     if fmt == "hpkp":
         parts = [f'pin-sha256="{_pin_b64(pin)}"' for pin in pins] + ["max-age=5184000"]

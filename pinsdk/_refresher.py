@@ -82,6 +82,9 @@ _STAT_FOR = {
 }
 
 
+_WARN_AFTER_FAILURES = 3  # consecutive network failures before they are logged as WARNING
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -211,7 +214,27 @@ class DynamicPins:
     # The refresher loop: started by __aenter__ (auto_refresh), stopped by aclose().
     _refresher: BackgroundTask | None = None
 
+    _warned_idle = False
+
+    def warn_if_idle(self) -> None:
+        """Log a WARNING (once per object) if nothing refreshes these pins: a client uses them
+        while the background refresher was never started (``async with`` was not used)."""
+        if self._warned_idle or not self.auto_refresh:
+            return
+        refresher = self._refresher
+        if refresher is None and not self._entered:
+            self._warned_idle = True
+            logger.warning(
+                "DynamicPins for %s is used by a client but was never entered: nothing "
+                "refreshes these pins (the bootstrap stays in force). Use `async with "
+                "pins:` (or await pins.__aenter__()), or auto_refresh=False and call refresh()",
+                self.update_url,
+            )
+
+    _entered = False
+
     async def __aenter__(self) -> DynamicPins:
+        self._entered = True
         if self.cache_path is not None:
             await anyio.to_thread.run_sync(self._load_cache)
         unenforced = self._trust.unenforced_reason()
@@ -291,6 +314,12 @@ class DynamicPins:
         else:
             self._failures += 1
         level = logging.WARNING if result.status is UpdateStatus.REJECTED else logging.INFO
+        if result.status is UpdateStatus.FAILED and (
+            result.http_status is not None or self._failures >= _WARN_AFTER_FAILURES
+        ):
+            # The server answered with an error (a wrong URL's 404, a 500): someone must
+            # act. A network error may be a blip: it warns once it repeats.
+            level = logging.WARNING
         if result.status is UpdateStatus.NOT_MODIFIED:
             level = logging.DEBUG
         logger.log(level, "pin update from %s: %s: %s", origin, result.status.value, result.reason)

@@ -79,6 +79,7 @@ class Reporter:
         self._sending = False
         self._idle: anyio.Event | None = None
         self._task = BackgroundTask(self.run, "pinsdk report sender")
+        self.failed_since_flush = 0  # reports not delivered since the last flush()
 
     def enqueue(self, failure: PinFailure) -> None:
         """Queue a report unless it is a duplicate or the queue is full (never blocks)."""
@@ -138,7 +139,9 @@ class Reporter:
         return len(self._queue) + int(self._sending)
 
     async def flush(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` seconds) until every queued report was attempted."""
+        """Wait (at most ``timeout`` seconds) until every queued report was attempted; True
+        only if all of them, and every report attempted since the last flush, were delivered."""
+        done = False
         with anyio.move_on_after(timeout):
             while self.pending and not self._task.closed:
                 idle = self._idle
@@ -146,8 +149,9 @@ class Reporter:
                     self._idle = idle = anyio.Event()
                 self._task.start()  # nothing while it runs; again if a run ended
                 await idle.wait()
-            return not self.pending
-        return False
+            done = not self.pending
+        failed, self.failed_since_flush = self.failed_since_flush, 0
+        return done and not failed
 
     async def _send(self, client: httpx.AsyncClient, failure: PinFailure) -> None:
         assert failure.report_uri is not None
@@ -164,8 +168,15 @@ class Reporter:
         except (httpx.HTTPError, TimeoutError) as exc:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         self.stats.add("reports_sent" if ok else "reports_failed")
-        log = logger.debug if ok else logger.info
-        log("pin failure report for %s to %s: %s", failure.host, failure.report_uri, detail)
+        if not ok:
+            self.failed_since_flush += 1
+        log = logger.debug if ok else logger.warning
+        log(
+            "pin failure report for %s to %s: %s",
+            failure.host,
+            failure.report_uri,
+            detail if ok else f"not delivered: {detail}",
+        )
 
 
 def _plain_verify(verify: VerifyTypes) -> ssl.SSLContext | bool:
@@ -235,8 +246,10 @@ class Observed:
         return self.monitor.stats.as_dict(current.version, current)
 
     async def flush_reports(self, timeout: float = 5.0) -> bool:
-        """Wait until queued pin failure reports were sent (or failed); False on timeout
-        or if the owner closed with reports unsent. Works with or without ``async with``."""
+        """Wait until queued pin failure reports were sent (or failed). True only if every
+        report attempted since the last flush was delivered (a 2xx answer); False if one
+        failed (logged as a WARNING), on timeout, or if the owner closed with reports unsent.
+        Works with or without ``async with``."""
         reporter = self.monitor.reporter
         return True if reporter is None else await reporter.flush(timeout)
 

@@ -107,10 +107,13 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         trust_env: bool = True,
         on_pin_failure: FailureCallback | None = None,
         reporting: Reporting | None = None,
-        _monitor: Monitor | None = None,
         **kwargs: Any,
     ) -> None:
         from ._version import __version__
+
+        # A pinsdk.AsyncClient shares its monitor with the transports it builds (private: not
+        # in the signature that help() and the docs show).
+        _monitor: Monitor | None = kwargs.pop("_monitor", None)
 
         self.pins: PinSource = as_source(pins)
         self._owns_monitor = _monitor is None
@@ -146,6 +149,8 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
             **kwargs,
         }
         self._inner = httpx.AsyncHTTPTransport(**self._inner_kwargs)
+        # DynamicPins used without being entered: said once, at the first request.
+        self._idle_hint: Callable[[], None] | None = getattr(self.pins, "warn_if_idle", None)
         # Requests naming another TLS server name (sni_hostname) than their URL host:
         # one connection pool per name, since httpcore pools by URL origin alone.
         self._sni_inner: dict[str, httpx.AsyncHTTPTransport] = {}
@@ -158,6 +163,10 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         # request crosses no frame of ours each time it resumes.
         if request.url.scheme == "http":
             self._check_plaintext(request)
+        hint = self._idle_hint
+        if hint is not None:
+            self._idle_hint = None
+            hint()
         inner = self._inner
         if "sni_hostname" in request.extensions:
             inner = self._inner_for_sni(request)
@@ -270,7 +279,7 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
         if heal is None or not exc.verdict.enforced or not exc.expected_pins:
             return False  # static pins, a denied key on an unpinned host, or report mode
         try:
-            return await heal(exc.host, exc.expected_pins)
+            return await heal(exc.host, exc.verdict.expected_pins)
         except Exception:
             logger.exception("self-healing refresh failed (ignored)")
             return False

@@ -111,10 +111,13 @@ def test_sign_to_stdout_and_rotation(
         (["sign", "policy.json", "--key", "k", "--version", "0", "--expires", "1d"], "at least 1"),
         (
             ["sign", "policy.json", "--key", "policy.json", "--version", "1", "--expires", "1d"],
-            "not a usable PEM private key",
+            "'policy.json' is an unsigned pin policy (JSON with 'domains'), not a private key",
         ),
         (["sign", "bad.json", "--key", "k", "--version", "1", "--expires", "1d"], "'md5/x'"),
-        (["verify", "policy.json", "--trusted-key", "nope.pub"], "cannot read trusted key"),
+        (
+            ["verify", "policy.json", "--trusted-key", "nope.pub"],
+            "cannot read --trusted-key file 'nope.pub'",
+        ),
     ],
 )
 def test_errors_exit_2_with_a_message(
@@ -153,6 +156,9 @@ def test_expired_documents_and_allow_expired(
     assert main(["verify", "old.json", "--trusted-key", "k.pub"]) == 1
     assert "expired at 2020-01-02" in capsys.readouterr().out
     assert main(["verify", "old.json", "--trusted-key", "k.pub", "--allow-expired"]) == 0
+    out = capsys.readouterr().out
+    assert "EXPIRED: the document expired" in out
+    assert "clients refuse it (checked anyway because of --allow-expired)" in out
 
 
 def test_demo_subcommand_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,7 +57,7 @@ def test_check_hostname_false_is_refused(policy: PinPolicy) -> None:
 def test_foreign_transport_and_mounts_are_refused(policy: PinPolicy) -> None:
     with pytest.raises(ValueError, match="transport=AsyncHTTPTransport would bypass pinning"):
         pinsdk.AsyncClient(pins=policy, transport=httpx.AsyncHTTPTransport())
-    with pytest.raises(ValueError, match=r"mounts\['https://evil'\] is a AsyncHTTPTransport"):
+    with pytest.raises(ValueError, match=r"mounts\['https://evil'\] is AsyncHTTPTransport"):
         pinsdk.AsyncClient(pins=policy, mounts={"https://evil": httpx.AsyncHTTPTransport()})
 
 

@@ -133,4 +133,4 @@ def test_cosign_input_errors(ceremony: Path, capsys: pytest.CaptureFixture[str])
     assert main(["cosign", "missing.json", "--key", "alice"]) == 2
     assert "cannot read document 'missing.json'" in capsys.readouterr().err
     assert main(["cosign", "policy.json", "--key", "alice.pub"]) == 2
-    assert "not a usable PEM private key" in capsys.readouterr().err
+    assert "'alice.pub' is a PEM public key, not a private key" in capsys.readouterr().err

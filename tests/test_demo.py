@@ -56,4 +56,7 @@ def test_demo_without_trustme_says_what_to_install(
     assert cli_main(["demo"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == "pinsdk demo: error: needs trustme: pip install 'pinsdk[demo]'\n"
+    assert captured.err == (
+        "pinsdk demo: error: needs trustme, in the 'demo' extra: pip install '.[demo]' in a "
+        "checkout of pinsdk, or pip install trustme\n"
+    )

@@ -216,7 +216,7 @@ async def test_a_transport_used_alone_sends_its_reports_and_leaves_the_shared_co
     assert check is not None
     assert set(check.monitors) == {first.monitor, second.monitor}
     with anyio.fail_after(20):
-        async with pinsdk.AsyncClient(pins=policy, verify=device_trust(), transport=first) as c:
+        async with pinsdk.AsyncClient(pins=policy, transport=first) as c:
             with pytest.raises(pinsdk.PinValidationError):
                 await c.get(rogue.url())
             assert await c.flush_reports(5)  # the client's own monitor: nothing queued

@@ -48,7 +48,10 @@ def test_spki_pin_rejects_garbage() -> None:
         ("sha256/" + base64.b64encode(b"x" * 32).decode().rstrip("="), "not valid base64"),
         ("sha256/" + base64.urlsafe_b64encode(b"\xfb" * 32).decode(), "not valid base64"),
         (GOOD[:-2] + "B=", "canonical"),
-        ("SHA256/" + GOOD[7:], "does not start with 'sha256/'"),
+        ("sha256:" + GOOD[7:], r"write 'sha256/' \(a slash\)"),
+        (GOOD[7:], "a bare base64 digest"),
+        (hashlib.sha256(b"k").hexdigest(), "hex SHA-256 digest"),
+        ("pin-sha256=" + GOOD[7:], "with double quotes"),
         ("", "does not start with 'sha256/'"),
     ],
 )

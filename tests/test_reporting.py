@@ -192,7 +192,7 @@ async def test_slow_collector_and_full_queue_never_block_requests(
                 with pytest.raises(pinsdk.PinValidationError):
                     await client.get(rogue.url())
         assert not collector.gate.is_set()  # every request finished while the collector hung
-        assert await client.flush_reports(10)
+        assert not await client.flush_reports(10)  # attempted, and timed out: not delivered
         stats = client.stats()
     collector.gate.set()
     assert stats["reports_dropped"] >= 2
@@ -207,6 +207,7 @@ async def test_collector_down(
     rogue_cert: trustme.LeafCert,
     device_trust: Callable[[], ssl.SSLContext],
     pins: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import socket
 
@@ -220,8 +221,13 @@ async def test_collector_down(
     ) as client:
         with pytest.raises(pinsdk.PinValidationError):
             await client.get(rogue.url())
-        assert await client.flush_reports(5)
+        with caplog.at_level(logging.WARNING, logger="pinsdk"):
+            assert not await client.flush_reports(5)  # the report was not delivered
+        assert await client.flush_reports(5)  # nothing attempted since
         stats = client.stats()
+    assert any(
+        r.levelno == logging.WARNING and "not delivered" in r.getMessage() for r in caplog.records
+    )
     assert stats["reports_failed"] == 1
     assert stats["reports_sent"] == 0
 
@@ -262,7 +268,7 @@ async def test_pinned_report_channel_never_reports_about_reports(
     ) as client:
         with pytest.raises(pinsdk.PinValidationError):
             await client.get(rogue.url())
-        assert await client.flush_reports(5)
+        assert not await client.flush_reports(5)  # the report was not delivered
         stats = client.stats()
     assert stats["reports_failed"] == 1  # the channel's own pins refused the collector
     assert collector.reports == []

@@ -73,8 +73,11 @@ async def test_rogue_server_gets_zero_bytes(
     assert isinstance(err, pinsdk.PinningError)
     assert err.request.url.port == rogue.port
     assert err.host == "127.0.0.1"
-    assert err.expected_pins == frozenset({pins["leaf"], pins["intermediate"]})
+    assert err.expected_pins == tuple(sorted({pins["leaf"], pins["intermediate"]}))
     assert len(err.served_pins) == 2  # rogue leaf + rogue root, from the verified chain
+    assert isinstance(err.served_pins, tuple)
+    assert err.port == rogue.port
+    assert str(err).startswith(f"Certificate pinning failure for 127.0.0.1:{rogue.port}: ")
 
 
 async def test_unpinned_httpx_leaks_to_the_same_rogue(

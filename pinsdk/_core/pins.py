@@ -34,7 +34,15 @@ def _load_certificate(cert: CertificateLike) -> x509.Certificate:
     if isinstance(cert, x509.Certificate):
         return cert
     if isinstance(cert, str):
-        data = cert.encode("ascii", "strict")
+        if "-----BEGIN" not in cert:
+            raise PinConfigError(
+                f"spki_pin() got the string {cert[:60]!r}, which is no PEM certificate; to pin "
+                "a certificate file, pass its contents: spki_pin(open(path, 'rb').read())"
+            )
+        try:
+            data = cert.encode("ascii", "strict")
+        except UnicodeEncodeError:
+            raise PinConfigError("spki_pin() got a PEM string with non-ASCII text") from None
     elif isinstance(cert, (bytes, bytearray, memoryview)):
         data = bytes(cert)
     else:
@@ -164,28 +172,84 @@ def spki_pin(cert: CertificateLike) -> str:
     return pin_of_der(certificate.public_bytes(serialization.Encoding.DER))
 
 
-def parse_pin(pin: object) -> str:
-    """Validate a pin string and return it; raise :class:`PinConfigError` naming it if bad.
+_HEX = frozenset("0123456789abcdefABCDEF")
+_HPKP = "pin-sha256="
 
-    Only SHA-256 pins in the canonical ``sha256/<44 base64 chars>`` form are accepted, so a
-    typo can never silently disable pinning.
+
+def _unwrap(pin: str) -> str:
+    """The ``sha256/…`` spelling of the accepted alternative forms, or ``pin`` unchanged.
+
+    Accepted (each names SHA-256 and base64 with nothing left to guess): surrounding
+    whitespace, the prefix in any case (``SHA256/``), and HPKP's ``pin-sha256="…"``.
+    """
+    text = pin.strip()
+    if text[: len(_HPKP)].lower() == _HPKP and len(text) > len(_HPKP) + 1:
+        quoted = text[len(_HPKP) :]
+        if quoted[0] == quoted[-1] == '"':
+            return PIN_PREFIX + quoted[1:-1]
+    if text[: len(PIN_PREFIX)].lower() == PIN_PREFIX:
+        return PIN_PREFIX + text[len(PIN_PREFIX) :]
+    return text
+
+
+def _missing_prefix_hint(pin: str) -> str:
+    """What a pin without the ``sha256/`` prefix probably is, and what to do instead."""
+    text = pin.strip()
+    bare = text.replace(":", "")
+    if len(bare) == 64 and set(bare) <= _HEX:
+        return (
+            "a hex SHA-256 digest; pins are base64, and a hex digest is usually a certificate's "
+            "fingerprint (a hash of the whole certificate, which changes at every renewal), not "
+            "of its public key: compute the pin with pinsdk.spki_pin() or `pinsdk pins --cert`"
+        )
+    if text[:7].lower() == "sha256:":
+        return "write 'sha256/' (a slash), followed by the base64 SHA-256 of the public key"
+    if text[: len(_HPKP)].lower() == _HPKP:
+        return 'HPKP\'s form is pin-sha256="<base64>" with double quotes'
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) == 32:
+        return (
+            "a bare base64 digest (as Android and TrustKit write pins): if it is the SHA-256 "
+            "of the SubjectPublicKeyInfo, write it as 'sha256/" + text + "'"
+        )
+    if "/" in text:
+        algorithm = text.split("/", 1)[0]
+        return f"algorithm {algorithm!r} is not supported; pins are SHA-256"
+    return "expected 'sha256/' and 44 base64 characters"
+
+
+def parse_pin(pin: object) -> str:
+    """Validate a pin and return it in canonical form; raise :class:`PinConfigError` naming it
+    and what was expected if bad.
+
+    The canonical form is ``sha256/<44 base64 chars>`` (SHA-256 of the SubjectPublicKeyInfo,
+    standard padded base64). Also accepted, and returned canonical: surrounding whitespace,
+    ``SHA256/`` in any case, and HPKP's ``pin-sha256="<base64>"``. Everything else is refused
+    with a hint (a hex digest, ``sha256:``, a bare digest, another algorithm), so a typo can
+    never silently disable pinning.
     """
     if not isinstance(pin, str):
         raise PinConfigError(f"pin must be a string like 'sha256/<base64>', not {pin!r}")
-    if not pin.startswith(PIN_PREFIX):
-        algorithm = pin.split("/", 1)[0] if "/" in pin else ""
-        hint = f" (algorithm {algorithm!r} is not supported)" if algorithm else ""
-        raise PinConfigError(f"pin {pin!r} does not start with 'sha256/'{hint}")
-    encoded = pin[len(PIN_PREFIX) :]
+    candidate = _unwrap(pin)
+    if not candidate.startswith(PIN_PREFIX):
+        hint = _missing_prefix_hint(pin)
+        raise PinConfigError(f"pin {pin!r} does not start with 'sha256/' ({hint})")
+    encoded = candidate[len(PIN_PREFIX) :]
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise PinConfigError(f"pin {pin!r} is not valid base64: {exc}") from None
+        raise PinConfigError(
+            f"pin {pin!r} is not valid base64 ({exc}); expected 'sha256/' and 44 standard "
+            "base64 characters (A-Z a-z 0-9 + /, '=' padded)"
+        ) from None
     if len(raw) != 32:
         raise PinConfigError(f"pin {pin!r} decodes to {len(raw)} bytes; a SHA-256 pin has 32")
-    if len(pin) != _PIN_LENGTH or base64.b64encode(raw).decode("ascii") != encoded:
+    if len(candidate) != _PIN_LENGTH or base64.b64encode(raw).decode("ascii") != encoded:
         raise PinConfigError(f"pin {pin!r} is not in canonical padded base64 form")
-    return pin
+    return candidate
 
 
 # Large policies repeat the same few pins (a CA's, a backup's) across many entries:

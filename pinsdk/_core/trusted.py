@@ -193,8 +193,8 @@ def _judge(
         if payload.payload == current.payload:
             return UpdateStatus.NOT_MODIFIED, f"version {payload.version} already in force", state
         raise EquivocationError(
-            f"version {payload.version} differs from the version {current.version} "
-            "in force with the same number (equivocation)"
+            f"a document numbered version {payload.version}, like the one in force, but with "
+            "different content (equivocation: one version number must name one document)"
         )
     rotated = payload.rotated_keys is not None and payload.rotated_keys != state.keys
     keys = payload.rotated_keys or state.keys
