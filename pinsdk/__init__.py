@@ -19,6 +19,7 @@ from ._core.keys import keyid_of
 from ._core.pins import parse_pin, spki_pin
 from ._core.policy import DomainPins, PinPolicy
 from ._core.trusted import UpdateStatus
+from ._native import PinCertVerificationError
 from ._refresher import DynamicPins, UpdateResult, UpdateState
 from ._reporting import Reporting
 from ._request_errors import (
@@ -38,6 +39,7 @@ __all__ = [
     "EnvelopeFormatError",
     "EquivocationError",
     "ExpiredDocumentError",
+    "PinCertVerificationError",
     "PinCheckUnavailableError",
     "PinConfigError",
     "PinFailure",
