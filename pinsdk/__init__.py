@@ -1,4 +1,5 @@
-"""pinsdk: public-key pinning for httpx async clients, with signed dynamic pin updates."""
+"""pinsdk: public-key pinning for httpx clients (async and sync) and any Python TLS client,
+with signed dynamic pin updates."""
 
 from ._client import AsyncClient
 from ._core.check import Verdict
@@ -28,12 +29,14 @@ from ._request_errors import (
     PlaintextRequestError,
     SNIHostnameError,
 )
+from ._sync_client import Client, PinnedSyncTransport
 from ._tls import pinned_ssl_context
 from ._transport import PinnedTransport
 from ._version import __version__
 
 __all__ = [
     "AsyncClient",
+    "Client",
     "DomainPins",
     "DynamicPins",
     "EnvelopeFormatError",
@@ -45,6 +48,7 @@ __all__ = [
     "PinFailure",
     "PinPolicy",
     "PinValidationError",
+    "PinnedSyncTransport",
     "PinnedTransport",
     "PinningError",
     "PlaintextRequestError",

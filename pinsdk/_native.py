@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ssl
 import sys
+from types import FrameType
 
 from ._core.check import Verdict
 from ._core.errors import PinningError
@@ -76,7 +77,7 @@ class PinCertVerificationError(PinningError, ssl.SSLCertVerificationError):
 
 
 def _driven_by_httpcore() -> bool:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(_MAX_FRAMES):
         if frame is None:
             return False

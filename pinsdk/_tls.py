@@ -100,6 +100,9 @@ _raw_verify_mode: Any = ssl._ssl._SSLContext.verify_mode.__get__  # type: ignore
 # The verified chain as certificate objects (3.10+, private): cheaper than DER.
 _CERT_OBJECTS = hasattr(ssl._ssl._SSLSocket, "get_verified_chain")  # type: ignore[attr-defined]
 _PASSED_MAX = 256
+# The stdlib's session properties, which the pinned classes extend.
+_OBJECT_SESSION: Any = ssl.SSLObject.__dict__["session"]
+_SOCKET_SESSION: Any = ssl.SSLSocket.__dict__["session"]
 
 
 def _listens(monitor: FailureMonitor, policy: PinPolicy) -> bool:
@@ -306,14 +309,14 @@ class PinnedSSLObject(ssl.SSLObject):
     def session(self) -> ssl.SSLSession | None:
         """The TLS session, remembered with this connection's verified chain (see
         :class:`_Sessions`)."""
-        session = ssl.SSLObject.session.fget(self)  # type: ignore[attr-defined]
+        session = _OBJECT_SESSION.fget(self)
         if session is not None:
             self.pin_check.sessions.remember(self, session)
         return session  # type: ignore[no-any-return]
 
     @session.setter
     def session(self, session: ssl.SSLSession | None) -> None:
-        ssl.SSLObject.session.fset(self, session)  # type: ignore[attr-defined]
+        _OBJECT_SESSION.fset(self, session)
 
 
 _REFUSALS = (PinValidationError, PinCheckUnavailableError)
@@ -463,14 +466,14 @@ class PinnedSSLSocket(ssl.SSLSocket):
     def session(self) -> ssl.SSLSession | None:
         """The TLS session, remembered with this connection's verified chain (see
         :class:`_Sessions`)."""
-        session = ssl.SSLSocket.session.fget(self)  # type: ignore[attr-defined]
+        session = _SOCKET_SESSION.fget(self)
         if session is not None:
             self.pin_check.sessions.remember(self, session)
         return session  # type: ignore[no-any-return]
 
     @session.setter
     def session(self, session: ssl.SSLSession | None) -> None:
-        ssl.SSLSocket.session.fset(self, session)  # type: ignore[attr-defined]
+        _SOCKET_SESSION.fset(self, session)
 
 
 class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
