@@ -426,3 +426,26 @@ async def test_resumed_session_on_asyncio(
         assert second.session_reused
         assert server.wait_idle()
     assert len(server.requests) == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_trio_ssl_stream(
+    servers: tuple[LoopbackTLSServer, LoopbackTLSServer],
+    device_trust: Callable[[], ssl.SSLContext],
+    pinned: PinPolicy,
+) -> None:
+    """trio's own SSLStream turns the ssl error into BrokenResourceError, caused by ours."""
+    import trio
+
+    good, impostor = servers
+    context = pinsdk.pinned_ssl_context(pinned, verify=device_trust())
+    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", good.port, ssl_context=context)
+    await stream.do_handshake()
+    await stream.aclose()
+    refused = await trio.open_ssl_over_tcp_stream("127.0.0.1", impostor.port, ssl_context=context)
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await refused.do_handshake()  # trio handshakes on first use
+    await refused.aclose()
+    assert_refused_cleanly(info.value, impostor, pinned)

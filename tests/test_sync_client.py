@@ -20,7 +20,9 @@ from pinsdk._demo.loopback import LoopbackTLSServer
 from pinsdk._tls import pin_check_of
 
 from .conftest import TOKEN
+from .proxy import ConnectProxy
 from .signing import payload, public_pem
+from .test_proxies import https_proxy, proxy_client_context
 from .test_reporting import Collector
 from .updates import UpdateServer
 
@@ -312,3 +314,30 @@ def test_shared_context_keeps_nothing_of_closed_clients(
     for client in (clients[1], clients[0], clients[2]):
         client.close()
     assert check.monitors == ()
+
+
+@pytest.mark.parametrize("kind", ["http", "https"])
+def test_through_a_proxy_the_origin_is_pinned(
+    serve: Callable[..., LoopbackTLSServer],
+    api_cert: trustme.LeafCert,
+    rogue_cert: trustme.LeafCert,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+    kind: str,
+) -> None:
+    proxy_ca = trustme.CA()  # the proxy's own CA: trusted for the proxy only
+    server, rogue = serve(api_cert, http2=False), serve(rogue_cert, http2=False)
+    proxy_server = https_proxy(proxy_ca) if kind == "https" else ConnectProxy()
+    with proxy_server as proxy:
+        proxy_arg = httpx.Proxy(
+            proxy.url, ssl_context=proxy_client_context(proxy_ca) if kind == "https" else None
+        )
+        with pinsdk.Client(
+            pins=policy(pins["intermediate"]), verify=device_trust(), proxy=proxy_arg
+        ) as client:
+            assert client.get(server.url(), headers={"Authorization": TOKEN}).status_code == 200
+            with pytest.raises(pinsdk.PinValidationError):  # TLS in TLS for https proxies
+                client.get(rogue.url(), headers={"Authorization": TOKEN})
+        assert proxy.connects == [f"127.0.0.1:{server.port}", f"127.0.0.1:{rogue.port}"]
+    assert rogue.wait_idle()
+    assert rogue.received == b""
