@@ -291,6 +291,19 @@ class PinCheck:
         return self.unclaimed.claim(obj)
 
 
+def _remembering(stdlib: Any) -> Any:
+    """The stdlib's ``session`` property, whose getter also remembers the session with this
+    connection's verified chain (see :class:`_Sessions`)."""
+
+    def get(self: Any) -> ssl.SSLSession | None:
+        session: ssl.SSLSession | None = stdlib.fget(self)
+        if session is not None:
+            self.pin_check.sessions.remember(self, session)
+        return session
+
+    return property(get, stdlib.fset, doc=stdlib.__doc__)
+
+
 class PinnedSSLObject(ssl.SSLObject):
     """An ``SSLObject`` whose handshake also checks pins. Subclassed once per context."""
 
@@ -305,18 +318,7 @@ class PinnedSSLObject(ssl.SSLObject):
         except _REFUSALS as exc:
             _raise_for_caller(exc)
 
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        """The TLS session, remembered with this connection's verified chain (see
-        :class:`_Sessions`)."""
-        session = _OBJECT_SESSION.fget(self)
-        if session is not None:
-            self.pin_check.sessions.remember(self, session)
-        return session  # type: ignore[no-any-return]
-
-    @session.setter
-    def session(self, session: ssl.SSLSession | None) -> None:
-        _OBJECT_SESSION.fset(self, session)
+    session = _remembering(_OBJECT_SESSION)
 
 
 _REFUSALS = (PinValidationError, PinCheckUnavailableError)
@@ -462,18 +464,7 @@ class PinnedSSLSocket(ssl.SSLSocket):
                 _raise_for_caller(exc)
             raise
 
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        """The TLS session, remembered with this connection's verified chain (see
-        :class:`_Sessions`)."""
-        session = _SOCKET_SESSION.fget(self)
-        if session is not None:
-            self.pin_check.sessions.remember(self, session)
-        return session  # type: ignore[no-any-return]
-
-    @session.setter
-    def session(self, session: ssl.SSLSession | None) -> None:
-        _SOCKET_SESSION.fset(self, session)
+    session = _remembering(_SOCKET_SESSION)
 
 
 class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
