@@ -194,7 +194,11 @@ class Client(PinnedClientBase, ObservedSync, httpx.Client):
         self._close_lock = threading.Lock()
         acquire = getattr(self.pins, "_acquire_sync", None)
         if acquire is not None:
-            acquire()
+            try:
+                acquire()
+            except BaseException:
+                self.close()  # leave nothing on a shared context
+                raise
             self._sync_pins = self.pins
 
     def _init_transport(

@@ -295,12 +295,17 @@ def test_dynamic_pins_in_async_use_are_refused_by_the_sync_client(
         updates.url, [public_pem(signer)], bootstrap=policy(pins["leaf"]), refresh_interval=3600
     )
 
+    shared = ssl.create_default_context()
+
     async def main() -> None:
         async with dynamic:
             with pytest.raises(pinsdk.PinConfigError, match="async with"):
-                pinsdk.Client(pins=dynamic)
+                pinsdk.Client(pins=dynamic, verify=shared)
 
     anyio.run(main)
+    check = pin_check_of(shared)
+    assert check is not None
+    assert check.monitors == (dynamic.monitor,)  # the refused client left nothing behind
 
 
 def test_shared_context_keeps_nothing_of_closed_clients(
