@@ -44,9 +44,9 @@ class PinCertVerificationError(PinningError, ssl.SSLCertVerificationError):
     certificate error, with this exception as its cause. ``failure`` is the
     :class:`~pinsdk.PinFailure` (``None`` when the check could not run: the pin source
     failed or the context was weakened, and the connection was refused anyway);
-    ``verdict``, ``host``, ``served_pins``, ``expected_pins`` and ``stage`` are those of
-    :class:`~pinsdk.PinValidationError`. pinsdk's own clients raise
-    :class:`~pinsdk.PinValidationError` instead.
+    ``verdict``, ``host``, ``served_pins``, ``expected_pins``, ``denied_pins`` and ``stage``
+    are those of :class:`~pinsdk.PinValidationError`, which pinsdk's own clients raise
+    instead.
     """
 
     def __init__(
@@ -74,6 +74,7 @@ class PinCertVerificationError(PinningError, ssl.SSLCertVerificationError):
         self.expected_pins: frozenset[str] = (
             frozenset() if verdict is None else verdict.expected_pins
         )
+        self.denied_pins = () if verdict is None else verdict.denied_pins
 
 
 def _driven_by_httpcore() -> bool:
