@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -288,6 +288,26 @@ class DynamicPins:
                     runner.call(self.aclose)
                 finally:
                     runner.close()
+
+    def refresh_blocking(self) -> UpdateResult:
+        """:meth:`refresh` from sync code, on the loop thread of the sync use (``with pins:``
+        or a :class:`~pinsdk.Client`); ``RuntimeError`` outside sync use."""
+        result: UpdateResult = self._in_sync_use(self.refresh)
+        return result
+
+    def apply_document_blocking(self, document: bytes) -> UpdateResult:
+        """:meth:`apply_document` from sync code, as :meth:`refresh_blocking`."""
+        result: UpdateResult = self._in_sync_use(self.apply_document, document)
+        return result
+
+    def _in_sync_use(self, func: Callable[..., Any], *args: object) -> Any:
+        runner = self._sync_runner
+        if runner is None:
+            raise RuntimeError(
+                "these DynamicPins are not in sync use: enter them with `with pins:` (or give "
+                "them to a pinsdk.Client) first, or await the async method"
+            )
+        return runner.call(func, *args)
 
     def heal_blocking(self, host: str, expected: frozenset[str]) -> bool:
         """:meth:`heal` for sync clients, run on the loop thread of the sync use (``False``

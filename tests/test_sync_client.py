@@ -346,3 +346,58 @@ def test_through_a_proxy_the_origin_is_pinned(
         assert proxy.connects == [f"127.0.0.1:{server.port}", f"127.0.0.1:{rogue.port}"]
     assert rogue.wait_idle()
     assert rogue.received == b""
+
+
+def test_dynamic_pins_updated_while_threads_send_requests(
+    updates: UpdateServer,
+    signer: Any,
+    serve: Callable[..., LoopbackTLSServer],
+    api_cert: trustme.LeafCert,
+    device_trust: Callable[[], ssl.SSLContext],
+    pins: dict[str, str],
+) -> None:
+    """Signed documents applied from sync code while six threads send requests: every
+    request passes, and the last document (denying the server's root) stops them all."""
+    server = serve(api_cert, http2=False)
+    dynamic = pinsdk.DynamicPins(
+        updates.url,
+        [public_pem(signer)],
+        bootstrap=doc(signer, 1, [pins["intermediate"], BACKUP]),
+        auto_refresh=False,
+        verify=device_trust(),
+    )
+    with pytest.raises(RuntimeError, match="not in sync use"):
+        dynamic.apply_document_blocking(doc(signer, 2, [pins["root"], BACKUP]))
+    limits = httpx.Limits(max_keepalive_connections=0)
+    stop, started = threading.Event(), threading.Event()
+    with dynamic, pinsdk.Client(pins=dynamic, verify=device_trust(), limits=limits) as client:
+
+        def worker() -> int:
+            done = 0
+            for _ in range(200):  # bounded; stops early once the updates are done
+                if stop.is_set():
+                    break
+                assert client.get(server.url()).status_code == 200
+                done += 1
+                started.set()
+            return done
+
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(worker) for _ in range(6)]
+            assert started.wait(10)
+            for version in range(2, 22):
+                pin = pins["root"] if version % 2 else pins["intermediate"]
+                result = dynamic.apply_document_blocking(doc(signer, version, [pin, BACKUP]))
+                assert result.status is UpdateStatus.UPDATED
+            stop.set()
+            assert sum(f.result(timeout=60) for f in futures) > 0
+        denied = payload(22, [{"host": "127.0.0.1", "pins": [pins["root"], BACKUP]}])
+        denied["deny"] = [pins["root"]]
+        result = dynamic.apply_document_blocking(pinsdk.sign_envelope(denied, signer))
+        assert result.status is UpdateStatus.UPDATED
+        assert dynamic.current.version == 22
+        before = len(server.requests)
+        with pytest.raises(pinsdk.PinValidationError):
+            client.get(server.url())
+    assert server.wait_idle()
+    assert len(server.requests) == before
