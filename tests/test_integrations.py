@@ -33,6 +33,7 @@ from pinsdk import DomainPins, PinPolicy
 from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .conftest import TOKEN
+from .security.test_pool_recheck import Swappable
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
 MARKER = "<!-- docs-test: skip: run by tests/test_integrations.py -->"
@@ -130,6 +131,22 @@ def assert_refused_cleanly(
     assert impostor.requests == []
 
 
+async def run_stream_recipe(
+    heading: str,
+    servers: tuple[LoopbackTLSServer, LoopbackTLSServer],
+    trust: Callable[[], ssl.SSLContext],
+    pinned: PinPolicy,
+) -> None:
+    """A recipe whose ``fetch(host, port, pins, verify)`` talks HTTP over a raw TLS stream."""
+    fetch = recipe(heading)["fetch"]
+    good, impostor = servers
+    assert (await fetch("127.0.0.1", good.port, pinned, trust())).endswith(b"pinned ok")
+    with pytest.raises(ssl.SSLCertVerificationError) as info:
+        await fetch("127.0.0.1", impostor.port, pinned, trust())
+    assert_refused_cleanly(info.value, impostor, pinned)
+    assert impostor.handshakes_completed == 0  # the client's Finished never left
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.usefixtures("no_errors_logged")
@@ -138,13 +155,7 @@ async def test_asyncio_streams(
     device_trust: Callable[[], ssl.SSLContext],
     pinned: PinPolicy,
 ) -> None:
-    fetch = recipe("asyncio streams")["fetch"]
-    good, impostor = servers
-    assert (await fetch("127.0.0.1", good.port, pinned, device_trust())).endswith(b"pinned ok")
-    with pytest.raises(ssl.SSLCertVerificationError) as info:
-        await fetch("127.0.0.1", impostor.port, pinned, device_trust())
-    assert_refused_cleanly(info.value, impostor, pinned)
-    assert impostor.handshakes_completed == 0  # asyncio never flushed the client's Finished
+    await run_stream_recipe("asyncio streams", servers, device_trust, pinned)
 
 
 @pytest.mark.anyio
@@ -154,12 +165,7 @@ async def test_anyio_streams_on_asyncio_and_trio(
     device_trust: Callable[[], ssl.SSLContext],
     pinned: PinPolicy,
 ) -> None:
-    fetch = recipe("anyio streams (asyncio and trio)")["fetch"]
-    good, impostor = servers
-    assert (await fetch("127.0.0.1", good.port, pinned, device_trust())).endswith(b"pinned ok")
-    with pytest.raises(ssl.SSLCertVerificationError) as info:
-        await fetch("127.0.0.1", impostor.port, pinned, device_trust())
-    assert_refused_cleanly(info.value, impostor, pinned)
+    await run_stream_recipe("anyio streams (asyncio and trio)", servers, device_trust, pinned)
 
 
 @pytest.mark.anyio
@@ -332,11 +338,6 @@ async def test_httpx_with_a_pinned_context_still_raises_pin_validation_error(
 
 
 # -- resumed sessions ---------------------------------------------------------------
-
-
-class Swappable:
-    def __init__(self, policy: PinPolicy) -> None:
-        self.current = policy
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])

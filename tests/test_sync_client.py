@@ -21,6 +21,7 @@ from pinsdk._tls import pin_check_of
 
 from .conftest import TOKEN
 from .proxy import ConnectProxy
+from .security.test_pool_recheck import Swappable
 from .signing import payload, public_pem
 from .test_proxies import https_proxy, proxy_client_context
 from .test_reporting import Collector
@@ -35,13 +36,6 @@ def policy(pin: str, version: int = 1, **kw: Any) -> PinPolicy:
 
 def doc(signer: Any, version: int, pins: list[str]) -> bytes:
     return pinsdk.sign_envelope(payload(version, [{"host": "127.0.0.1", "pins": pins}]), signer)
-
-
-class Swappable:
-    """A pin source swapped by one assignment, as DynamicPins swaps its policy."""
-
-    def __init__(self, policy: PinPolicy) -> None:
-        self.current = policy
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
