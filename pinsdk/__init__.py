@@ -1,4 +1,5 @@
-"""pinsdk: public-key pinning for httpx async clients, with signed dynamic pin updates."""
+"""pinsdk: public-key pinning for httpx clients (async and sync) and any Python TLS client,
+with signed dynamic pin updates."""
 
 from ._client import AsyncClient
 from ._core.check import Verdict
@@ -19,6 +20,7 @@ from ._core.keys import keyid_of
 from ._core.pins import parse_pin, spki_pin
 from ._core.policy import DomainPins, PinPolicy
 from ._core.trusted import UpdateStatus
+from ._native import PinCertVerificationError
 from ._refresher import DynamicPins, UpdateResult, UpdateState
 from ._reporting import Reporting
 from ._request_errors import (
@@ -27,22 +29,26 @@ from ._request_errors import (
     PlaintextRequestError,
     SNIHostnameError,
 )
+from ._sync_client import Client, PinnedSyncTransport
 from ._tls import pinned_ssl_context
 from ._transport import PinnedTransport
 from ._version import __version__
 
 __all__ = [
     "AsyncClient",
+    "Client",
     "DomainPins",
     "DynamicPins",
     "EnvelopeFormatError",
     "EquivocationError",
     "ExpiredDocumentError",
+    "PinCertVerificationError",
     "PinCheckUnavailableError",
     "PinConfigError",
     "PinFailure",
     "PinPolicy",
     "PinValidationError",
+    "PinnedSyncTransport",
     "PinnedTransport",
     "PinningError",
     "PlaintextRequestError",

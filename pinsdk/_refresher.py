@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -31,6 +32,7 @@ from ._core.response import BodyReader, BodyRefused, judge_headers
 from ._core.trusted import CacheStatus, Decision, TrustedPins, UpdateStatus
 from ._fetch import Fetcher, HttpxFetcher
 from ._reporting import FailureCallback, Monitor, run_hook
+from ._runner import LoopThread
 from ._tls import VerifyTypes, pinned_ssl_context
 
 __all__ = ["DynamicPins", "UpdateResult", "UpdateState", "UpdateStatus"]
@@ -100,6 +102,12 @@ class DynamicPins:
     refresher is a task of the event loop, not of the caller's task group: any number of
     ``DynamicPins`` close in any order. ``on_update`` (sync or async) is called with
     every :class:`UpdateResult` of the refresher; its errors are logged.
+
+    From sync code (with :class:`~pinsdk.Client`), ``with`` (or :meth:`close`) does the
+    same on an event loop in a thread of its own, which also runs self-healing refreshes;
+    a ``Client`` given pins nobody started starts them itself and stops them when it
+    closes (the last user to close stops the thread). Use one ``DynamicPins`` from async
+    code or from sync code, not both.
     """
 
     def __init__(
@@ -177,6 +185,10 @@ class DynamicPins:
         self._last_success: datetime | None = None
         self._failures = 0
         self._lock = anyio.Lock()
+        # Sync use: the loop thread the refresher runs on, and how many users hold it.
+        self._sync_lock = threading.Lock()
+        self._sync_users = 0
+        self._sync_runner: LoopThread | None = None
         # The update host may itself be pinned by the document: it is fetched through us.
         self._ssl_context = pinned_ssl_context(self, verify=verify, trust_env=trust_env)
         self._fetcher: Fetcher = fetcher or HttpxFetcher(
@@ -267,6 +279,87 @@ class DynamicPins:
         refresher, self._refresher = self._refresher, None
         if refresher is not None:
             await refresher.aclose()
+
+    def __enter__(self) -> DynamicPins:
+        """Sync code's ``async with``: load the cache and start the refresher (with
+        ``auto_refresh``) on a loop thread of these pins."""
+        self._acquire_sync()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the sync use started by ``with`` (the thread stops with its last user).
+        The pins in force stay in force."""
+        self._release_sync()
+
+    def _acquire_sync(self) -> None:
+        with self._sync_lock:
+            if self._sync_users == 0:
+                if self._refresher is not None and not self._refresher.closed:
+                    raise PinConfigError(
+                        "these DynamicPins run on an event loop (async with): use them with "
+                        "pinsdk.AsyncClient there, and another DynamicPins for pinsdk.Client"
+                    )
+                runner = LoopThread("pinsdk refresher")
+                try:
+                    runner.call(self.__aenter__)
+                except BaseException:
+                    runner.close()
+                    raise
+                self._sync_runner = runner
+            self._sync_users += 1
+
+    def _release_sync(self) -> None:
+        with self._sync_lock:
+            if self._sync_users == 0:
+                return
+            self._sync_users -= 1
+            if self._sync_users:
+                return
+            runner, self._sync_runner = self._sync_runner, None
+            if runner is not None:
+                try:
+                    runner.call(self.aclose)
+                finally:
+                    runner.close()
+
+    def refresh_blocking(self) -> UpdateResult:
+        """:meth:`refresh` from sync code, on the loop thread of the sync use (``with pins:``
+        or a :class:`~pinsdk.Client`); ``RuntimeError`` outside sync use."""
+        result: UpdateResult = self._in_sync_use(self.refresh)
+        return result
+
+    def apply_document_blocking(self, document: bytes) -> UpdateResult:
+        """:meth:`apply_document` from sync code, as :meth:`refresh_blocking`."""
+        result: UpdateResult = self._in_sync_use(self.apply_document, document)
+        return result
+
+    def _in_sync_use(self, func: Callable[..., Any], *args: object) -> Any:
+        runner = self._sync_runner
+        if runner is None:
+            raise RuntimeError(
+                "these DynamicPins are not in sync use: enter them with `with pins:` (or give "
+                "them to a pinsdk.Client) first, or await the async method"
+            )
+        return runner.call(func, *args)
+
+    def heal_blocking(self, host: str, expected: frozenset[str]) -> bool:
+        """:meth:`heal` for sync clients, run on the loop thread of the sync use (``False``
+        when these pins are not in sync use)."""
+        runner = self._sync_runner
+        if runner is None:
+            return False
+        try:
+            return bool(runner.call(self.heal, host, expected))
+        except RuntimeError:  # closed meanwhile by its last user
+            return False
 
     def _load_cache(self) -> None:
         assert self.cache_path is not None

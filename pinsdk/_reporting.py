@@ -8,6 +8,7 @@ task starts with the first report queued (whether or not its owner was entered w
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -27,9 +28,10 @@ from ._background import BackgroundTask
 from ._core.errors import PinConfigError
 from ._core.events import Deduplicator, PinFailure, Stats, build_report, dedup_key
 from ._core.policy import PinPolicy
+from ._runner import LoopThread
 from ._tls import PinCheck, PinSource, VerifyTypes, pinned_ssl_context
 
-__all__ = ["Monitor", "Observed", "Reporter", "Reporting"]
+__all__ = ["Monitor", "Observed", "ObservedSync", "Reporter", "Reporting"]
 
 logger = logging.getLogger("pinsdk")
 
@@ -200,8 +202,28 @@ async def run_hook(hook: Callable[[Any], object] | None, value: object, name: st
         logger.exception("%s callback failed (ignored)", name)
 
 
+def run_hook_blocking(hook: Callable[[Any], object] | None, value: object, name: str) -> None:
+    """:func:`run_hook` from sync code: an async callback runs on a loop of its own."""
+    if hook is None:
+        return
+    try:
+        outcome = hook(value)
+        if inspect.isawaitable(outcome):
+            anyio.run(_awaited, outcome)
+    except Exception:
+        logger.exception("%s callback failed (ignored)", name)
+
+
+async def _awaited(outcome: Any) -> None:
+    await outcome
+
+
 class Monitor:
-    """Counters, ``on_pin_failure`` callbacks and (optionally) a reporter for one owner."""
+    """Counters, ``on_pin_failure`` callbacks and (optionally) a reporter for one owner.
+
+    A sync owner (``pinsdk.Client``) passes ``runner``: the reporter then lives on that
+    loop thread, and :meth:`dispatch_blocking` and :meth:`release_blocking` are used.
+    """
 
     def __init__(
         self,
@@ -209,6 +231,7 @@ class Monitor:
         on_pin_failure: FailureCallback | None = None,
         reporting: Reporting | None = None,
         sdk_version: str = "",
+        runner: LoopThread | None = None,
     ) -> None:
         if on_pin_failure is not None and not callable(on_pin_failure):
             raise PinConfigError(f"on_pin_failure must be callable, not {on_pin_failure!r}")
@@ -216,12 +239,46 @@ class Monitor:
         self.on_pin_failure = on_pin_failure
         enabled = reporting is not None and reporting.enabled
         self.reporter = Reporter(reporting, self.stats, sdk_version) if enabled else None  # type: ignore[arg-type]
+        self.runner = runner
 
     async def dispatch(self, failure: PinFailure) -> None:
         """Run the callback (sync or async) and queue the report; errors are logged."""
         await run_hook(self.on_pin_failure, failure, "on_pin_failure")
         if self.reporter is not None and failure.report_uri is not None:
             self.reporter.enqueue(failure)
+
+    def dispatch_blocking(self, failure: PinFailure) -> None:
+        """:meth:`dispatch` from a sync owner's thread: the callback runs here, the report
+        is queued on the owner's loop thread (started by the first report)."""
+        run_hook_blocking(self.on_pin_failure, failure, "on_pin_failure")
+        if self.reporter is not None and failure.report_uri is not None:
+            if self.runner is None:  # pragma: no cover (sync owners always pass one)
+                raise RuntimeError("internal: a sync monitor without a loop thread")
+            try:
+                self.runner.call(self.reporter.enqueue, failure)
+            except RuntimeError:  # closed meanwhile by another thread
+                self.stats.add("reports_dropped")
+
+    def flush_blocking(self, timeout: float) -> bool:
+        """:meth:`Reporter.flush` for a sync owner."""
+        if self.reporter is None or self.runner is None or not self.runner.started:
+            return True  # nothing was ever queued
+        try:
+            return bool(self.runner.call(self.reporter.flush, timeout))
+        except RuntimeError:  # closed
+            return not self.reporter.pending
+
+    def release_blocking(self, checks: Iterable[PinCheck]) -> None:
+        """:meth:`release` for a sync owner: also stops its loop thread."""
+        for check in checks:
+            check.remove_monitors([self])
+        runner = self.runner
+        if runner is None:
+            return
+        if self.reporter is not None and runner.started:
+            with contextlib.suppress(RuntimeError):  # closed by another thread meanwhile
+                runner.call(self.reporter.aclose)
+        runner.close()
 
     async def release(self, checks: Iterable[PinCheck]) -> None:
         """The owner closed: stop counting into ``checks`` (a shared context keeps nothing
@@ -232,18 +289,43 @@ class Monitor:
             await self.reporter.aclose()
 
 
-class Observed:
-    """What AsyncClient and PinnedTransport share: counters and flushing their reports."""
+class Counted:
+    """What every pinsdk client and transport has: its counters."""
 
     monitor: Monitor
     pins: PinSource
-    # Each owner's own: it closes its pools and leaves its pin checks.
-    aclose: Callable[[], Coroutine[Any, Any, None]]
 
     def stats(self) -> dict[str, int]:
         """Counters: handshakes checked and passed, pin failures, reports, policy version."""
         current = self.pins.current
         return self.monitor.stats.as_dict(current.version, current)
+
+
+class ObservedSync(Counted):
+    """What Client and PinnedSyncTransport share: counters, flushing, ``with``."""
+
+    # Each owner's own: it closes its pools and leaves its pin checks.
+    close: Callable[[], None]
+
+    def flush_reports(self, timeout: float = 5.0) -> bool:
+        """Wait until queued pin failure reports were sent (or failed); False on timeout
+        or if the owner closed with reports unsent."""
+        return self.monitor.flush_blocking(timeout)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self.close()
+
+
+class Observed(Counted):
+    """What AsyncClient and PinnedTransport share: counters and flushing their reports."""
+
+    # Each owner's own: it closes its pools and leaves its pin checks.
+    aclose: Callable[[], Coroutine[Any, Any, None]]
 
     async def flush_reports(self, timeout: float = 5.0) -> bool:
         """Wait until queued pin failure reports were sent (or failed). True only if every

@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NoReturn, Protocol
 
 import httpx
 
@@ -24,6 +24,7 @@ from ._core.errors import PinConfigError
 from ._core.events import PinFailure, Stats
 from ._core.pins import DEFAULT_CACHE, ChainPinCache
 from ._core.policy import PinPolicy
+from ._native import for_caller
 from ._request_errors import PinCheckUnavailableError, PinValidationError
 from ._unclaimed import Unclaimed
 
@@ -99,6 +100,9 @@ _raw_verify_mode: Any = ssl._ssl._SSLContext.verify_mode.__get__  # type: ignore
 # The verified chain as certificate objects (3.10+, private): cheaper than DER.
 _CERT_OBJECTS = hasattr(ssl._ssl._SSLSocket, "get_verified_chain")  # type: ignore[attr-defined]
 _PASSED_MAX = 256
+# The stdlib's session properties, which the pinned classes extend.
+_OBJECT_SESSION: Any = ssl.SSLObject.__dict__["session"]
+_SOCKET_SESSION: Any = ssl.SSLSocket.__dict__["session"]
 
 
 def _listens(monitor: FailureMonitor, policy: PinPolicy) -> bool:
@@ -140,6 +144,7 @@ class PinCheck:
         # encoding, no hashing) instead of being evaluated again. Replaced whole, with
         # the policy it belongs to, when the policy changes.
         self._passed: tuple[PinPolicy | None, dict[str, list[Any]]] = (None, {})
+        self.sessions = _Sessions()
 
     def add_monitors(self, monitors: Iterable[FailureMonitor]) -> None:
         """Also count into (and report to) these observers."""
@@ -225,9 +230,9 @@ class PinCheck:
             self._passed = (policy, passed)
         assert isinstance(policy, PinPolicy)
         if not _CERT_OBJECTS:  # no certificate objects on this Python: the public DER route
-            chain = verified_chain(obj)
+            chain = verified_chain(obj) or self.sessions.resumed(obj, raw, host)
             return evaluate(policy, host, chain, cache=self.cache), chain
-        certs = raw.get_verified_chain() or []
+        certs = raw.get_verified_chain() or self.sessions.resumed(obj, raw, host)
         if certs and passed.get(host) == certs:
             return None, []
         verdict = evaluate_pins(policy, host, lambda: _CERT_PINS.chain_pins(certs))
@@ -286,6 +291,19 @@ class PinCheck:
         return self.unclaimed.claim(obj)
 
 
+def _remembering(stdlib: Any) -> Any:
+    """The stdlib's ``session`` property, whose getter also remembers the session with this
+    connection's verified chain (see :class:`_Sessions`)."""
+
+    def get(self: Any) -> ssl.SSLSession | None:
+        session: ssl.SSLSession | None = stdlib.fget(self)
+        if session is not None:
+            self.pin_check.sessions.remember(self, session)
+        return session
+
+    return property(get, stdlib.fset, doc=stdlib.__doc__)
+
+
 class PinnedSSLObject(ssl.SSLObject):
     """An ``SSLObject`` whose handshake also checks pins. Subclassed once per context."""
 
@@ -295,7 +313,65 @@ class PinnedSSLObject(ssl.SSLObject):
         # What ssl.SSLObject.do_handshake does, minus one Python frame for the
         # SSLWant* exceptions (the handshake is not done yet) to cross.
         self._sslobj.do_handshake()  # type: ignore[attr-defined]
-        self.pin_check(self)
+        try:
+            self.pin_check(self)
+        except _REFUSALS as exc:
+            _raise_for_caller(exc)
+
+    session = _remembering(_OBJECT_SESSION)
+
+
+_REFUSALS = (PinValidationError, PinCheckUnavailableError)
+
+
+def _raise_for_caller(exc: PinValidationError | PinCheckUnavailableError) -> NoReturn:
+    """Raise a refusal as its caller expects it (see :mod:`pinsdk._native`): unchanged
+    inside httpx, an ``ssl.SSLCertVerificationError`` anywhere else."""
+    other = for_caller(exc)
+    if other is exc:
+        raise exc
+    raise other from exc.__cause__
+
+
+class _Sessions:
+    """The verified chains of TLS sessions a client may resume, by server name and id.
+
+    A resumed session skips certificate verification, so OpenSSL has no verified chain
+    for it (CPython gh-160171) and the pin check would refuse it. A session handed out
+    by a pinned connection (its ``session`` attribute: how ``session=`` gets one) is
+    remembered with that connection's verified chain, which the policy in force then
+    judges on resumption exactly as on a full handshake. A session nobody remembered,
+    or resumed under another server name, still finds no chain and is refused.
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[str, bytes], list[Any]] = {}
+
+    def remember(self, obj: ssl.SSLObject | ssl.SSLSocket, session: ssl.SSLSession) -> None:
+        raw: Any = getattr(obj, "_sslobj", None)
+        host = None if raw is None else raw.server_hostname
+        if not host:
+            return
+        chain = self._verified(raw, obj) or self.resumed(obj, raw, host)
+        if chain:
+            if len(self._chains) >= _PASSED_MAX:
+                self._chains.pop(next(iter(self._chains)))
+            self._chains[host, session.id] = chain
+
+    def resumed(self, obj: ssl.SSLObject | ssl.SSLSocket, raw: Any, host: str) -> list[Any]:
+        """The remembered chain of the session ``obj`` resumed (``[]`` if it did not)."""
+        if not raw.session_reused:
+            return []
+        session = raw.session
+        if session is None:
+            return []
+        return list(self._chains.get((host, session.id), ()))
+
+    @staticmethod
+    def _verified(raw: Any, obj: ssl.SSLObject | ssl.SSLSocket) -> list[Any]:
+        if _CERT_OBJECTS:
+            return list(raw.get_verified_chain() or ())
+        return verified_chain(obj)
 
 
 def _source_failed(exc: Exception) -> PinCheckUnavailableError:
@@ -318,11 +394,14 @@ class _Recheck:
     def _guard(self, stage: str) -> None:
         """Before a write or after a read: has the policy changed since the check?"""
         try:
-            changed = self._checked_under is not self.pin_source.current
-        except Exception as exc:
-            raise _source_failed(exc) from exc
-        if changed:
-            self._recheck(stage)
+            try:
+                changed = self._checked_under is not self.pin_source.current
+            except Exception as exc:
+                raise _source_failed(exc) from exc
+            if changed:
+                self._recheck(stage)
+        except _REFUSALS as exc:
+            _raise_for_caller(exc)
 
     def _recheck(self, stage: str) -> None:
         """The policy in force is not the one this connection was checked under."""
@@ -351,7 +430,10 @@ class _RecheckedSSLObject(_Recheck, PinnedSSLObject):
 
     def do_handshake(self) -> None:
         self._sslobj.do_handshake()  # type: ignore[attr-defined]
-        self._checked_under = self.pin_check(self)
+        try:
+            self._checked_under = self.pin_check(self)
+        except _REFUSALS as exc:
+            _raise_for_caller(exc)
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         # ssl.SSLObject.read, inlined (one Python frame per read is enough), with the
@@ -376,9 +458,13 @@ class PinnedSSLSocket(ssl.SSLSocket):
         super().do_handshake(block)
         try:
             self.pin_check(self)
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, _REFUSALS):
+                _raise_for_caller(exc)
             raise
+
+    session = _remembering(_SOCKET_SESSION)
 
 
 class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
@@ -389,8 +475,10 @@ class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
         ssl.SSLSocket.do_handshake(self, block)
         try:
             self._checked_under = self.pin_check(self)
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, _REFUSALS):
+                _raise_for_caller(exc)
             raise
 
     def _current(self, stage: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import httpx
@@ -13,7 +13,7 @@ import httpx
 from ._core.errors import PinConfigError
 from ._core.events import PinFailure
 from ._core.hosts import normalize_host
-from ._reporting import FailureCallback, Monitor, Observed, Reporting
+from ._reporting import Counted, FailureCallback, Monitor, Observed, Reporting
 from ._request_errors import PinValidationError, PlaintextRequestError, SNIHostnameError
 from ._tls import (
     PinCheck,
@@ -27,7 +27,7 @@ from ._tls import (
     trust_context,
 )
 
-__all__ = ["PinnedTransport"]
+__all__ = ["PinnedBase", "PinnedTransport"]
 
 logger = logging.getLogger("pinsdk")
 
@@ -77,26 +77,14 @@ def pinned_proxy(
     return httpx.Proxy(proxy.url, ssl_context=context, auth=proxy.auth, headers=proxy.headers)
 
 
-class PinnedTransport(Observed, httpx.AsyncBaseTransport):
-    """An ``httpx.AsyncBaseTransport`` that checks pins on every new TLS connection.
+class PinnedBase(Counted):
+    """What the async and the sync pinned transports share: building the pools, the
+    plaintext and ``sni_hostname`` guards, and deciding on a failure's port and retry."""
 
-    ``pins`` is a :class:`~pinsdk.PinPolicy` or an object whose ``.current`` is the
-    policy in force (read at each handshake). Other keyword arguments are those of
-    ``httpx.AsyncHTTPTransport`` (``proxy=``, ``limits=``, ``retries=``, ``uds=`` …).
-    With ``proxy=`` the pins apply to the origin and, for an ``https://`` proxy, to the
-    proxy's own TLS too, which also uses ``verify``'s trust. Plaintext ``http://``
-    requests to a host with enforced pins are refused, and so is an ``sni_hostname``
-    extension that differs from the URL host when the URL host has enforced pins; a
-    request with another ``sni_hostname`` gets connections of its own, never shared with
-    requests that do not name it.
-
-    ``on_pin_failure`` (sync or async) receives a :class:`~pinsdk.PinFailure` for every
-    failure; ``reporting`` configures reports to the policy's ``report_uri`` (sent by a
-    background task from the first report until :meth:`aclose`). With
-    :class:`~pinsdk.DynamicPins`, an enforced failure triggers a rate-limited refresh and,
-    if the host's pins changed, one retry on a new connection (safe: no request byte was
-    sent).
-    """
+    # httpx.AsyncHTTPTransport or httpx.HTTPTransport: the pools this transport drives.
+    _pool_class: ClassVar[Callable[..., Any]]
+    _inner: Any
+    _sni_inner: dict[str, Any]
 
     def __init__(
         self,
@@ -111,17 +99,12 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
     ) -> None:
         from ._version import __version__
 
-        # A pinsdk.AsyncClient shares its monitor with the transports it builds (private: not
+        # A pinsdk client shares its monitor with the transports it builds (private: not
         # in the signature that help() and the docs show).
         _monitor: Monitor | None = kwargs.pop("_monitor", None)
-
         self.pins: PinSource = as_source(pins)
         self._owns_monitor = _monitor is None
-        self.monitor = _monitor or Monitor(
-            on_pin_failure=on_pin_failure,
-            reporting=reporting if reporting is not None else Reporting(),
-            sdk_version=__version__,
-        )
+        self.monitor = _monitor or self._own_monitor(on_pin_failure, reporting, __version__)
         self.ssl_context = pinned_ssl_context(
             self.pins, verify=verify, trust_env=trust_env, monitors=[self.monitor]
         )
@@ -148,33 +131,23 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
             "trust_env": trust_env,
             **kwargs,
         }
-        self._inner = httpx.AsyncHTTPTransport(**self._inner_kwargs)
+        self._inner = self._pool_class(**self._inner_kwargs)
         # DynamicPins used without being entered: said once, at the first request.
         self._idle_hint: Callable[[], None] | None = getattr(self.pins, "warn_if_idle", None)
         # Requests naming another TLS server name (sni_hostname) than their URL host:
         # one connection pool per name, since httpcore pools by URL origin alone.
-        self._sni_inner: dict[str, httpx.AsyncHTTPTransport] = {}
+        self._sni_inner = {}
 
-    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
-        """Refuse plaintext to enforced hosts; run the request; dispatch pin failures."""
-        # The pin check itself runs inside the handshake. Here, the common case costs a
-        # scheme test and a dict probe: when nobody listens for failures (a static policy,
-        # no callback, no report_uri), the pool's own coroutine is returned, so the
-        # request crosses no frame of ours each time it resumes.
-        if request.url.scheme == "http":
-            self._check_plaintext(request)
-        hint = self._idle_hint
-        if hint is not None:
-            self._idle_hint = None
-            hint()
-        inner = self._inner
-        if "sni_hostname" in request.extensions:
-            inner = self._inner_for_sni(request)
-        if self._check.quiet:
-            return inner.handle_async_request(request)
-        return self._observed(inner, request)
+    def _own_monitor(
+        self, on_pin_failure: FailureCallback | None, reporting: Reporting | None, version: str
+    ) -> Monitor:
+        return Monitor(
+            on_pin_failure=on_pin_failure,
+            reporting=reporting if reporting is not None else Reporting(),
+            sdk_version=version,
+        )
 
-    def _inner_for_sni(self, request: httpx.Request) -> httpx.AsyncHTTPTransport:
+    def _inner_for_sni(self, request: httpx.Request) -> Any:
         """The pool for a request with an ``sni_hostname`` extension.
 
         The TLS layer checks the pins of the name it sends, while httpcore reuses a
@@ -221,8 +194,79 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
             )
         inner = self._sni_inner.get(name)
         if inner is None:
-            inner = self._sni_inner[name] = httpx.AsyncHTTPTransport(**self._inner_kwargs)
+            inner = self._sni_inner[name] = self._pool_class(**self._inner_kwargs)
         return inner
+
+    def _check_plaintext(self, request: httpx.Request) -> None:
+        host = normalize_host(request.url.host)
+        domains = self.pins.current.match_fast(host)
+        if not domains:
+            return
+        if any(d.mode == "enforce" for d in domains):
+            raise PlaintextRequestError(
+                f"refusing plaintext request to {request.url.host}: the host has enforced "
+                "pins, which only TLS (https://) can check",
+                request=request,
+            )
+        logger.warning("plaintext request to report-mode pinned host %s", request.url.host)
+
+    def _failure_port(self, request: httpx.Request, exc: PinValidationError) -> int | None:
+        """The port of the connection ``exc`` refused: the request's, or the https
+        proxy's when the proxy's own TLS was refused."""
+        if exc.host == self._proxy_host and exc.host != normalize_host(request.url.host):
+            return self._proxy_port
+        return _default_port(request.url)
+
+    def _heal_with(self, exc: PinValidationError, name: str) -> Any:
+        """The pin source's self-healing method ``name``, if ``exc`` may heal."""
+        if not exc.verdict.enforced or not exc.expected_pins:
+            return None  # a denied key on an unpinned host, or report mode
+        return getattr(self.pins, name, None)  # static pins have none
+
+
+class PinnedTransport(PinnedBase, Observed, httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` that checks pins on every new TLS connection.
+
+    ``pins`` is a :class:`~pinsdk.PinPolicy` or an object whose ``.current`` is the
+    policy in force (read at each handshake). Other keyword arguments are those of
+    ``httpx.AsyncHTTPTransport`` (``proxy=``, ``limits=``, ``retries=``, ``uds=`` …).
+    With ``proxy=`` the pins apply to the origin and, for an ``https://`` proxy, to the
+    proxy's own TLS too, which also uses ``verify``'s trust. Plaintext ``http://``
+    requests to a host with enforced pins are refused, and so is an ``sni_hostname``
+    extension that differs from the URL host when the URL host has enforced pins; a
+    request with another ``sni_hostname`` gets connections of its own, never shared with
+    requests that do not name it.
+
+    ``on_pin_failure`` (sync or async) receives a :class:`~pinsdk.PinFailure` for every
+    failure; ``reporting`` configures reports to the policy's ``report_uri`` (sent by a
+    background task from the first report until :meth:`aclose`). With
+    :class:`~pinsdk.DynamicPins`, an enforced failure triggers a rate-limited refresh and,
+    if the host's pins changed, one retry on a new connection (safe: no request byte was
+    sent).
+    """
+
+    _pool_class = httpx.AsyncHTTPTransport
+    _inner: httpx.AsyncHTTPTransport
+    _sni_inner: dict[str, httpx.AsyncHTTPTransport]
+
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        """Refuse plaintext to enforced hosts; run the request; dispatch pin failures."""
+        # The pin check itself runs inside the handshake. Here, the common case costs a
+        # scheme test and a dict probe: when nobody listens for failures (a static policy,
+        # no callback, no report_uri), the pool's own coroutine is returned, so the
+        # request crosses no frame of ours each time it resumes.
+        if request.url.scheme == "http":
+            self._check_plaintext(request)
+        hint = self._idle_hint
+        if hint is not None:
+            self._idle_hint = None
+            hint()
+        inner = self._inner
+        if "sni_hostname" in request.extensions:
+            inner = self._inner_for_sni(request)
+        if self._check.quiet:
+            return inner.handle_async_request(request)
+        return self._observed(inner, request)
 
     async def _observed(
         self, inner: httpx.AsyncHTTPTransport, request: httpx.Request
@@ -256,9 +300,7 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
 
     async def _dispatch(self, request: httpx.Request, exc: PinValidationError) -> None:
         if exc.failure is not None:
-            port = _default_port(request.url)
-            if exc.host == self._proxy_host and exc.host != normalize_host(request.url.host):
-                port = self._proxy_port  # the https proxy's own TLS was refused
+            port = self._failure_port(request, exc)
             await self._dispatch_all([attrs.evolve(exc.failure, port=port)])
 
     async def _dispatch_reported(self, request: httpx.Request, response: httpx.Response) -> None:
@@ -275,27 +317,14 @@ class PinnedTransport(Observed, httpx.AsyncBaseTransport):
                     await monitor.dispatch(failure)
 
     async def _heal(self, exc: PinValidationError) -> bool:
-        heal: Heal | None = getattr(self.pins, "heal", None)
-        if heal is None or not exc.verdict.enforced or not exc.expected_pins:
-            return False  # static pins, a denied key on an unpinned host, or report mode
+        heal: Heal | None = self._heal_with(exc, "heal")
+        if heal is None:
+            return False
         try:
             return await heal(exc.host, exc.verdict.expected_pins)
         except Exception:
             logger.exception("self-healing refresh failed (ignored)")
             return False
-
-    def _check_plaintext(self, request: httpx.Request) -> None:
-        host = normalize_host(request.url.host)
-        domains = self.pins.current.match_fast(host)
-        if not domains:
-            return
-        if any(d.mode == "enforce" for d in domains):
-            raise PlaintextRequestError(
-                f"refusing plaintext request to {request.url.host}: the host has enforced "
-                "pins, which only TLS (https://) can check",
-                request=request,
-            )
-        logger.warning("plaintext request to report-mode pinned host %s", request.url.host)
 
     async def aclose(self) -> None:
         """Close the connection pools, leave the pin check of a shared ``SSLContext`` and

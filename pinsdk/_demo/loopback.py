@@ -116,10 +116,10 @@ class LoopbackTLSServer:
             except OSError:
                 return
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            with self._lock:
+            with self._lock:  # started under the lock: wait_idle never sees it unstarted
                 self.connections += 1
+                thread.start()
                 self._threads.append(thread)
-            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:
@@ -199,6 +199,8 @@ class LoopbackTLSServer:
                 reply = self.handler(request)
             if not self._send_reply(tls, reply):
                 return
+            if headers.get("connection", "").lower() == "close":
+                return  # the client reads to the end: close now, not at the read timeout
 
     def _send_reply(self, tls: ssl.SSLSocket, reply: Reply) -> bool:
         """Send an HTTP/1.1 response; False when the connection must close after it."""

@@ -195,7 +195,8 @@ def test_raw_tls_object_refuses_every_later_write(
     ca: trustme.CA, api_cert: trustme.LeafCert, pins: dict[str, str]
 ) -> None:
     """On the TLS object itself, for any library: refused once, refused for good, even if a
-    later policy would accept the key again; sendall and send go through the check."""
+    later policy would accept the key again; sendall and send go through the check. Outside
+    httpx the refusal is the TLS layer's own certificate error."""
     server = LoopbackTLSServer(_server_context(api_cert), http2=False).start()
     try:
         source = Swappable(policy(pins, 1))
@@ -210,12 +211,12 @@ def test_raw_tls_object_refuses_every_later_write(
             assert tls.recv(4096).startswith(b"HTTP/1.1 200")
             source.current = policy(pins, 2, deny=(pins["root"],))
             for send in (tls.sendall, tls.send, tls.write):
-                with pytest.raises(pinsdk.PinValidationError):
+                with pytest.raises(pinsdk.PinCertVerificationError):
                     send(b"GET /after-deny HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             source.current = policy(pins, 3)  # the deny is withdrawn: still refused
-            with pytest.raises(pinsdk.PinValidationError):
+            with pytest.raises(pinsdk.PinCertVerificationError):
                 tls.sendall(b"GET /after-undo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            with pytest.raises(pinsdk.PinValidationError):
+            with pytest.raises(pinsdk.PinCertVerificationError):
                 tls.recv(4096)
     finally:
         server.stop()
