@@ -28,6 +28,7 @@ from ._configgen import FORMATS, CertRow, backup_row, describe_chain, render, se
 from ._core.envelope import sign_envelope, verify_envelope
 from ._core.errors import PinConfigError, UpdateRejectedError
 from ._core.keys import KeySet, TrustedKey, load_private_key
+from ._core.limits import DEFAULT_LIMITS, UpdateLimits
 from ._core.policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
 from ._core.timeutil import format_datetime, parse_datetime
 from ._tls import served_chain, verified_chain
@@ -213,9 +214,12 @@ def _sign(args: argparse.Namespace) -> int:
         if args.new_key:
             new_keys = KeySet.build([_read(p, "new key") for p in args.new_key], args.new_threshold)
             payload["keys"] = new_keys.to_dict()
-        envelope = sign_envelope(payload, [s.key for s in signers])
+        limits = _limits(args)
+        envelope = sign_envelope(payload, [s.key for s in signers], limits=limits)
         # Check the result with the signers' own public keys before handing it out.
-        verify_envelope(envelope, KeySet.build([s.key.public_key() for s in signers], 1))
+        verify_envelope(
+            envelope, KeySet.build([s.key.public_key() for s in signers], 1), limits=limits
+        )
     except (PinConfigError, UpdateRejectedError) as exc:
         raise CliError(str(exc)) from None
     if args.out:
@@ -234,6 +238,33 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace) -> UpdateLimits:
+    """The document limits of --max-domains and --max-size (the clients' defaults)."""
+    try:
+        return UpdateLimits(max_domains=args.max_domains, max_size=args.max_size)
+    except PinConfigError as exc:
+        raise CliError(str(exc).replace("max_", "--max-", 1).replace("_", "-")) from None
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-domains",
+        type=int,
+        default=DEFAULT_LIMITS.max_domains,
+        metavar="N",
+        help=f"{what} at most N domains (default {DEFAULT_LIMITS.max_domains}, as clients "
+        "accept unless their UpdateLimits raise it)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=DEFAULT_LIMITS.max_size,
+        metavar="BYTES",
+        help=f"{what} a signed file of at most BYTES (default {DEFAULT_LIMITS.max_size}, the "
+        "clients' default max_size)",
+    )
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     with _expired_entries_said_here():
         return _verify(args)
@@ -248,7 +279,9 @@ def _verify(args: argparse.Namespace) -> int:
     except PinConfigError as exc:
         raise CliError(str(exc)) from None
     try:
-        verified = verify_envelope(data, keys, check_expiry=not args.allow_expired)
+        verified = verify_envelope(
+            data, keys, check_expiry=not args.allow_expired, limits=_limits(args)
+        )
     except UpdateRejectedError as exc:
         print(f"REJECTED: {exc.reason}")
         return 1
@@ -530,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign even though some entries' 'expires' has passed (they pin nothing)",
     )
     sign.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    _add_limit_flags(sign, "refuse to sign unless the document holds")
     sign.set_defaults(func=cmd_sign)
 
     verify = sub.add_parser("verify", help="verify a pin update document")
@@ -548,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="list entries that expire within DAYS days (default 30)",
     )
+    _add_limit_flags(verify, "accept")
     verify.set_defaults(func=cmd_verify)
 
     pins = sub.add_parser(
