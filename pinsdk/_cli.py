@@ -194,7 +194,7 @@ def _sign(args: argparse.Namespace) -> int:
             f" and leave their hosts unpinned from then: {_named(lapsing)}",
             file=sys.stderr,
         )
-    shape = policy.to_dict()
+    shape = policy.to_dict(host_groups=args.host_groups)
     payload: dict[str, Any] = {
         "spec_version": 1,
         "version": args.version,
@@ -204,7 +204,7 @@ def _sign(args: argparse.Namespace) -> int:
         "deny": shape["deny"],
     }
     # Every policy key but the version (replaced by --version) goes into the document.
-    for key in ("require_backup", "report_uri"):
+    for key in ("require_backup", "report_uri", "host_groups"):
         if key in shape:
             payload[key] = shape[key]
     if args.refresh_interval is not None:
@@ -229,7 +229,7 @@ def _sign(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot write {args.out!r}: {exc}") from None
         print(
-            f"signed version {args.version} ({len(shape['domains'])} domains, expires "
+            f"signed version {args.version} ({len(policy.domains)} domains, expires "
             f"{payload['expires']}) with {len(signers)} key(s) -> {args.out}",
             file=sys.stderr,
         )
@@ -563,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign even though some entries' 'expires' has passed (they pin nothing)",
     )
     sign.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    sign.add_argument(
+        "--host-groups",
+        action="store_true",
+        help="write hosts that share pins as host groups (a smaller document; clients of "
+        "pinsdk versions without host groups refuse it)",
+    )
     _add_limit_flags(sign, "refuse to sign unless the document holds")
     sign.set_defaults(func=cmd_sign)
 

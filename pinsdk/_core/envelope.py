@@ -331,8 +331,9 @@ def _parse_payload(payload: bytes, limits: UpdateLimits) -> dict[str, Any]:
     deny = doc.get("deny", [])
     if not isinstance(domains, list) or not isinstance(deny, list):
         raise EnvelopeFormatError("'domains' and 'deny' must be lists")
-    if len(domains) > limits.max_domains:
-        raise EnvelopeFormatError(too_many_domains(len(domains), limits))
+    count = len(domains) + _grouped_hosts(doc.get("host_groups"))
+    if count > limits.max_domains:
+        raise EnvelopeFormatError(too_many_domains(count, limits))
     if len(deny) > limits.max_deny:
         raise EnvelopeFormatError(
             f"{len(deny)} deny pins; at most {limits.max_deny} are accepted (max_deny)"
@@ -355,6 +356,16 @@ def _parse_payload(payload: bytes, limits: UpdateLimits) -> dict[str, Any]:
         "policy": policy,
         "rotated_keys": keys,
     }
+
+
+def _grouped_hosts(groups: object) -> int:
+    """How many domains the host groups hold (each host is one; the parser judges the rest)."""
+    if not isinstance(groups, list):
+        return 0
+    return sum(
+        len(g["hosts"]) if isinstance(g, dict) and isinstance(g.get("hosts"), list) else 1
+        for g in groups
+    )
 
 
 def as_keyset(

@@ -192,6 +192,63 @@ def test_bulk_domain_path_builds_what_the_general_path_builds(
     assert hash(lazy) == hash(eager)
 
 
+group_hosts = st.lists(hosts_of_every_shape | canonical_hosts | canonical_hosts, max_size=5)
+groups = st.fixed_dictionaries(
+    {
+        "hosts": group_hosts,
+        "pins": st.sampled_from([[A, B], [B, A], [A], ["sha256/x"], []]),
+    },
+    optional={
+        "include_subdomains": st.sampled_from([True, False, False, 1]),
+        "mode": st.sampled_from(["enforce", "enforce", "report", "x"]),
+    },
+)
+
+
+@given(st.lists(common_entries | odd_entries, max_size=4), st.lists(groups, max_size=3))
+def test_host_groups_build_what_their_entries_written_out_build(
+    entries: list[dict[str, Any]], host_groups: list[dict[str, Any]]
+) -> None:
+    """Each host of a group is the entry its group describes, after ``domains``: the same
+    policy (every field of every entry, the same lookups), or a refusal where writing the
+    entries out is refused."""
+    pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [A, B])])  # A and B are known pins
+    written_out = entries + [
+        {
+            "host": host,
+            "pins": g["pins"],
+            **{k: g[k] for k in ("include_subdomains", "mode") if k in g},
+        }
+        for g in host_groups
+        for host in g["hosts"]
+    ]
+    empty_group = any(not g["hosts"] for g in host_groups)  # a group must list a host
+    grouped = _outcome(
+        lambda: pinsdk.PinPolicy.from_dict({"domains": entries, "host_groups": host_groups})
+    )
+    expected = _outcome(lambda: pinsdk.PinPolicy.from_dict({"domains": written_out}))
+    if empty_group:
+        assert grouped[0] == "refused"
+        return
+    assert grouped[0] == expected[0]
+    if grouped[0] != "built":
+        return
+    policy, reference = grouped[1], expected[1]
+    probes = {p for d in reference.domains for p in _probes(d.pattern.base)}
+    for host in sorted(probes):
+        assert _outcome(lambda h=host: policy.lookup(h)) == _outcome(
+            lambda h=host: reference.lookup(h)
+        )
+    _assert_same_entries(policy.domains, reference.domains)
+    assert policy == reference
+    regrouped = pinsdk.PinPolicy.from_dict(policy.to_dict(host_groups=True))
+    assert set(regrouped.domains) == set(policy.domains)
+    for host in sorted(probes):
+        assert _outcome(lambda h=host: set(regrouped.lookup(h))) == _outcome(
+            lambda h=host: set(policy.lookup(h))
+        )
+
+
 def _probes(base: str) -> list[str]:
     if is_ip_literal(base):  # "x.0.0.0.0" is no host name: only the address itself is probed
         return [base]
