@@ -57,13 +57,49 @@ class Parts(NamedTuple):
 
 
 def _add(index: Index, key: str, i: int) -> None:
+    """Add entry number ``i`` to a bucket, keeping the bucket in document order."""
     known = index.get(key)
     if known is None:
         index[key] = i
     elif type(known) is int:
-        index[key] = (known, i)
+        index[key] = (known, i) if known < i else (i, known)
     else:
-        index[key] = (*known, i)
+        index[key] = (*known, i) if known[-1] < i else tuple(sorted((*known, i)))
+
+
+def _add_all(index: Index, pairs: list[tuple[str, int]]) -> None:
+    """Add many (key, entry number) pairs: in C when no key is there yet or repeated
+    (the usual case: one dict merge instead of a Python call per entry)."""
+    if not pairs:
+        return
+    fresh = dict(pairs)
+    if len(fresh) == len(pairs) and index.keys().isdisjoint(fresh):
+        index.update(fresh)
+        return
+    for key, i in pairs:
+        _add(index, key, i)
+
+
+def _place_group(
+    exact: Index, parent: Index, under: Index, hosts: list[str], joined: str, sub: bool, first: int
+) -> None:
+    """Place the rows of a host group (numbered from ``first``) as _place_row would."""
+    pairs = list(zip(hosts, range(first, first + len(hosts))))
+    if "*" in joined:
+        plain = [p for p in pairs if p[0][:1] != "*"]
+        ones = [(h[2:], i) for h, i in pairs if h[:2] == "*."]
+        anys = [(h[3:], i) for h, i in pairs if h[:3] == "**."]
+    else:
+        plain, ones, anys = pairs, [], []
+    _add_all(exact, plain)
+    _add_all(exact, anys)
+    _add_all(parent, ones)
+    _add_all(parent, anys)
+    _add_all(under, anys)
+    if sub:
+        for index in (parent, under):
+            _add_all(index, plain)
+        _add_all(under, ones)
 
 
 def _group(data: object, limit: int) -> tuple[list[Any], frozenset[str], Any, Any]:
@@ -179,16 +215,18 @@ def parse_entries(
         template = (pin_set, sub, mode)
         template = templates.setdefault(template, template)
         grouped.append((hosts, template))
-        if odd or not all(type(h) is str for h in hosts):
+        try:
+            joined = "\n".join(hosts)
+        except TypeError:
             odd = True
+        if odd:
             continue
         first = len(row_hosts)
         row_hosts += hosts
         row_templates += [template] * len(hosts)
         if mode == "enforce" and len(pin_set) < 2:
             single += range(first, first + len(hosts))
-        for i, host in enumerate(hosts, first):
-            _place_row(exact, parent, under, host, sub, i)
+        _place_group(exact, parent, under, hosts, joined, sub, first)
     objects += [None] * (len(row_hosts) - len(objects))
     # A canonical name of this shape ends in a letter: no address, so every option is
     # valid for it. Any other host (to normalise, or wrong) takes the general path.

@@ -13,12 +13,18 @@ import string
 from typing import Any
 
 import attrs
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import pinsdk
 from pinsdk._core.envelope import PAYLOAD_TYPE, pae, parse_envelope
-from pinsdk._core.hosts import HostPattern, is_ip_literal, normalize_host
+from pinsdk._core.hosts import (
+    _COMMON_LINES,
+    HostPattern,
+    _plainly_common,
+    is_ip_literal,
+    normalize_host,
+)
 from pinsdk._core.pins import parse_pin
 
 from ..signing import ed25519_key
@@ -247,6 +253,32 @@ def test_host_groups_build_what_their_entries_written_out_build(
         assert _outcome(lambda h=host: set(regrouped.lookup(h))) == _outcome(
             lambda h=host: set(policy.lookup(h))
         )
+
+
+odd_labels = st.sampled_from(
+    ["0x1f", "0xg", "a-", "-a", "x" * 63, "x" * 64, "A", "é", "*", "**", "a_b", "9", "", "-"]
+)
+nearly_common = st.tuples(
+    st.sampled_from(["", "", "*.", "**.", "*", "***.", "."]),
+    st.lists(st.sampled_from(["a", "b-c", "x1", "com"]) | odd_labels, min_size=1, max_size=4),
+).map(lambda t: t[0] + ".".join(t[1]))
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.sampled_from(["a.com", "*.b.com", "**.c.d"]) | nearly_common,
+        min_size=1,
+        max_size=4,
+    )
+    | st.lists(hosts_of_every_shape | st.sampled_from(["", "\n", "a.\nb"]), min_size=1)
+)
+def test_the_quick_shape_test_never_accepts_what_the_regular_expression_refuses(
+    patterns: list[str],
+) -> None:
+    joined = "\n".join(patterns)
+    if _plainly_common(joined, patterns):
+        assert _COMMON_LINES.fullmatch(joined)
 
 
 def _probes(base: str) -> list[str]:
