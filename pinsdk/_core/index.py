@@ -84,7 +84,7 @@ def _place_group(
     exact: Index, parent: Index, under: Index, hosts: list[str], joined: str, sub: bool, first: int
 ) -> None:
     """Place the rows of a host group (numbered from ``first``) as _place_row would."""
-    pairs = list(zip(hosts, range(first, first + len(hosts))))
+    pairs = list(zip(hosts, range(first, first + len(hosts)), strict=True))
     if "*" in joined:
         plain = [p for p in pairs if p[0][:1] != "*"]
         ones = [(h[2:], i) for h, i in pairs if h[:2] == "*."]
