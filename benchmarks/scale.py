@@ -131,7 +131,7 @@ def lookups(policy: pinsdk.PinPolicy, hosts: dict[str, list[str]]) -> dict[str, 
     return out
 
 
-def memory(payload: bytes, n: int) -> dict[str, float]:
+def memory(payload: bytes, n: int) -> dict[str, float | None]:
     """Bytes a policy holds once a document's payload is parsed (host names included),
     before any lookup; and, up to 100,000 domains, with every entry built."""
     gc.collect()
@@ -150,7 +150,7 @@ def memory(payload: bytes, n: int) -> dict[str, float]:
         tracemalloc.stop()
     return {
         "bytes_per_domain": built / n,
-        "realised_bytes_per_domain": float("nan") if realised is None else realised / n,
+        "realised_bytes_per_domain": None if realised is None else realised / n,
     }
 
 
