@@ -256,7 +256,7 @@ class PinPolicy:
 
     def lookup(self, host: str, *, now: datetime | float | None = None) -> tuple[DomainPins, ...]:
         """The unexpired domains that match ``host`` (any form; it is normalised)."""
-        return self._lookup(normalize_host(host), to_timestamp(now))
+        return self._lookup(normalize_host(host), None if now is None else to_timestamp(now))
 
     def _lookup(self, host: str, now: float | None) -> tuple[DomainPins, ...]:
         """The unexpired entries matching a normalised ``host``: those indexed under the
