@@ -270,7 +270,11 @@ class PinPolicy:
             found = ()
         elif type(found) is not tuple or type(found[0]) is int:
             found = self._realise_bucket(exact, host, found)
-        parent = host.partition(".")[2]
+        # Slices and finds, not partition() or split(): they allocate no tuple or list,
+        # objects the cyclic garbage collector counts, so a lookup triggers no collection
+        # (whose cost grows with everything else the process holds).
+        dot = host.find(".")
+        parent = host[dot + 1 :] if dot >= 0 else ""
         if parent:
             more: Any = parent_of.get(parent)
             if more is not None:
@@ -281,7 +285,10 @@ class PinPolicy:
                 # One probe per depth of an indexed base above the parent.
                 for dots in depths:
                     if dots < depth:
-                        base = parent.split(".", depth - dots)[-1]
+                        cut = -1
+                        for _ in range(depth - dots):
+                            cut = parent.find(".", cut + 1)
+                        base = parent[cut + 1 :]
                         more = under.get(base)
                         if more is not None:
                             if type(more) is not tuple or type(more[0]) is int:
