@@ -285,10 +285,10 @@ class PinPolicy:
                 # One probe per depth of an indexed base above the parent.
                 for dots in depths:
                     if dots < depth:
-                        cut = -1
-                        for _ in range(depth - dots):
-                            cut = parent.find(".", cut + 1)
-                        base = parent[cut + 1 :]
+                        if dots == depth - 1:  # the grandparent: the usual case
+                            base = parent[parent.find(".") + 1 :]
+                        else:
+                            base = parent.split(".", depth - dots)[-1]
                         more = under.get(base)
                         if more is not None:
                             if type(more) is not tuple or type(more[0]) is int:
