@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Mapping
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from .domain import MODES, DomainPins, Mode
@@ -67,23 +68,33 @@ def _add(index: Index, key: str, i: int) -> None:
         index[key] = (*known, i) if known[-1] < i else tuple(sorted((*known, i)))
 
 
-def _add_all(index: Index, pairs: list[tuple[str, int]]) -> None:
-    """Add many (key, entry number) pairs: in C when no key is there yet or repeated
-    (the usual case: one dict merge instead of a Python call per entry)."""
+def _add_all(index: Index, pairs: list[tuple[str, int]]) -> Index:
+    """``index`` with many (key, entry number) pairs added (the same dict, or a new one
+    when ``index`` was empty): in C when no key is there yet or repeated, the usual case,
+    instead of a Python call per entry."""
     if not pairs:
-        return
+        return index
     fresh = dict(pairs)
-    if len(fresh) == len(pairs) and index.keys().isdisjoint(fresh):
-        index.update(fresh)
-        return
+    if len(fresh) == len(pairs):
+        if not index:
+            return fresh
+        # Views: isdisjoint then walks the smaller side.
+        if index.keys().isdisjoint(fresh.keys()):
+            index.update(fresh)
+            return index
     for key, i in pairs:
         _add(index, key, i)
+    return index
 
 
-def _place_group(
-    exact: Index, parent: Index, under: Index, hosts: list[str], joined: str, sub: bool, first: int
-) -> None:
-    """Place the rows of a host group (numbered from ``first``) as _place_row would."""
+Pending = tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]
+
+
+def _place_group(pending: Pending, hosts: list[str], joined: str, sub: bool, first: int) -> None:
+    """Collect the (key, entry number) pairs of a host group's rows (numbered from
+    ``first``) for the exact, parent and under indexes, as _place_row places a row: all
+    groups' pairs are added at once (see _add_all)."""
+    exact, parent, under = pending
     pairs = list(zip(hosts, range(first, first + len(hosts)), strict=True))
     if "*" in joined:
         plain = [p for p in pairs if p[0][:1] != "*"]
@@ -91,15 +102,15 @@ def _place_group(
         anys = [(h[3:], i) for h, i in pairs if h[:3] == "**."]
     else:
         plain, ones, anys = pairs, [], []
-    _add_all(exact, plain)
-    _add_all(exact, anys)
-    _add_all(parent, ones)
-    _add_all(parent, anys)
-    _add_all(under, anys)
+    exact += plain
+    exact += anys
+    parent += ones
+    parent += anys
+    under += anys
     if sub:
-        for index in (parent, under):
-            _add_all(index, plain)
-        _add_all(under, ones)
+        parent += plain
+        under += plain
+        under += ones
 
 
 def _group(data: object, limit: int) -> tuple[list[Any], frozenset[str], Any, Any]:
@@ -210,6 +221,7 @@ def parse_entries(
     # Host groups: validated as a group (pins once), their hosts as rows.
     grouped: list[tuple[list[Any], Template]] = []
     odd = False  # a group host that is no string: the general path below names it
+    pending: Pending = ([], [], [])
     for data in groups if isinstance(groups, list) else list(groups):
         hosts, pin_set, sub, mode = _group(data, limit)
         template = (pin_set, sub, mode)
@@ -226,7 +238,11 @@ def parse_entries(
         row_templates += [template] * len(hosts)
         if mode == "enforce" and len(pin_set) < 2:
             single += range(first, first + len(hosts))
-        _place_group(exact, parent, under, hosts, joined, sub, first)
+        _place_group(pending, hosts, joined, sub, first)
+    exact, parent, under = (
+        _add_all(index, pairs) for index, pairs in zip((exact, parent, under), pending, strict=True)
+    )
+    del pending
     objects += [None] * (len(row_hosts) - len(objects))
     # A canonical name of this shape ends in a letter: no address, so every option is
     # valid for it. Any other host (to normalise, or wrong) takes the general path.
@@ -256,7 +272,7 @@ def parse_entries(
 
 
 def _depths(under: Index) -> tuple[int, ...]:
-    return tuple(sorted({key.count(".") for key in under}, reverse=True))
+    return tuple(sorted(set(map(str.count, under, repeat("."))), reverse=True))
 
 
 def _place_row(exact: Index, parent: Index, under: Index, host: str, sub: bool, i: int) -> None:
