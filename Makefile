@@ -40,9 +40,12 @@ pytest: $(STAMP) softhsm
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(VENV)/site
 
+# BENCH_ARGS: e.g. --quick, --no-fail (report missed goals, exit 0), --update-docs.
+BENCH_ARGS ?=
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/security/test_fuzz.py tests/security/test_der_property.py tests/security/test_host_spellings.py

@@ -17,6 +17,7 @@ from ._core.errors import (
 from ._core.events import PinFailure
 from ._core.hosts import normalize_host
 from ._core.keys import keyid_of
+from ._core.limits import UpdateLimits
 from ._core.pins import parse_pin, spki_pin
 from ._core.policy import DomainPins, PinPolicy
 from ._core.trusted import UpdateStatus
@@ -56,6 +57,7 @@ __all__ = [
     "RollbackError",
     "SNIHostnameError",
     "SignatureError",
+    "UpdateLimits",
     "UpdateRejectedError",
     "UpdateResult",
     "UpdateState",

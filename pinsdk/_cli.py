@@ -58,6 +58,7 @@ from ._core.envelope import (
 )
 from ._core.errors import PinConfigError, SignatureError, UpdateRejectedError
 from ._core.keys import KeySet, TrustedKey
+from ._core.limits import DEFAULT_LIMITS, UpdateLimits
 from ._core.pins import pin_of_der
 from ._core.policy import EXPIRED_ENTRY_FLAG, DomainPins, PinPolicy
 from ._core.timeutil import format_datetime, parse_datetime
@@ -210,7 +211,7 @@ def _sign(args: argparse.Namespace) -> int:
             f" and leave their hosts unpinned from then: {_named(lapsing)}",
             file=sys.stderr,
         )
-    shape = policy.to_dict()
+    shape = policy.to_dict(host_groups=args.host_groups)
     payload: dict[str, Any] = {
         "spec_version": 1,
         "version": args.version,
@@ -220,7 +221,7 @@ def _sign(args: argparse.Namespace) -> int:
         "deny": shape["deny"],
     }
     # Every policy key but the version (replaced by --version) goes into the document.
-    for key in ("require_backup", "report_uri"):
+    for key in ("require_backup", "report_uri", "host_groups"):
         if key in shape:
             payload[key] = shape[key]
     if args.refresh_interval is not None:
@@ -242,9 +243,10 @@ def _sign(args: argparse.Namespace) -> int:
                 distinct_keys(args.new_key, new_pems, "--new-key"), args.new_threshold
             )
             payload["keys"] = new_keys.to_dict()
-        envelope = sign_envelope(payload, signers)
+        limits = _limits(args)
+        envelope = sign_envelope(payload, signers, limits=limits)
         # Check the result with the signers' own public keys before handing it out.
-        verify_envelope(envelope, KeySet.build([s.public.key for s in signers], 1))
+        verify_envelope(envelope, KeySet.build([s.public.key for s in signers], 1), limits=limits)
     except (PinConfigError, UpdateRejectedError) as exc:
         raise CliError(str(exc)) from None
     if args.out:
@@ -254,13 +256,40 @@ def _sign(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot write {args.out!r}: {exc}") from None
         print(
-            f"signed version {args.version} ({len(shape['domains'])} domains, expires "
+            f"signed version {args.version} ({len(policy.domains)} domains, expires "
             f"{payload['expires']}) with {len(signers)} key(s) -> {args.out}",
             file=sys.stderr,
         )
     else:
         sys.stdout.buffer.write(envelope)
     return 0
+
+
+def _limits(args: argparse.Namespace) -> UpdateLimits:
+    """The document limits of --max-domains and --max-size (the clients' defaults)."""
+    try:
+        return UpdateLimits(max_domains=args.max_domains, max_size=args.max_size)
+    except PinConfigError as exc:
+        raise CliError(str(exc).replace("max_", "--max-", 1).replace("_", "-")) from None
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-domains",
+        type=int,
+        default=DEFAULT_LIMITS.max_domains,
+        metavar="N",
+        help=f"{what} at most N domains (default {DEFAULT_LIMITS.max_domains}, as clients "
+        "accept unless their UpdateLimits raise it)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=DEFAULT_LIMITS.max_size,
+        metavar="BYTES",
+        help=f"{what} a signed file of at most BYTES (default {DEFAULT_LIMITS.max_size}, the "
+        "clients' default max_size)",
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -286,7 +315,9 @@ def _verify(args: argparse.Namespace) -> int:
     except PinConfigError as exc:
         raise CliError(str(exc)) from None
     try:
-        verified = verify_envelope(data, keys, check_expiry=not args.allow_expired)
+        verified = verify_envelope(
+            data, keys, check_expiry=not args.allow_expired, limits=_limits(args)
+        )
     except UpdateRejectedError as exc:
         print(f"REJECTED: {exc.reason}")
         if isinstance(exc, SignatureError):
@@ -647,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign even though some entries' 'expires' has passed (they pin nothing)",
     )
     sign.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    sign.add_argument(
+        "--host-groups",
+        action="store_true",
+        help="write hosts that share pins as host groups (a smaller document; clients of "
+        "pinsdk versions without host groups refuse it)",
+    )
+    _add_limit_flags(sign, "refuse to sign unless the document holds")
     sign.set_defaults(func=cmd_sign)
 
     verify = sub.add_parser(
@@ -682,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="list entries that expire within DAYS days (default 30)",
     )
+    _add_limit_flags(verify, "accept")
     verify.set_defaults(func=cmd_verify)
 
     pins = sub.add_parser(

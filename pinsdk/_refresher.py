@@ -27,6 +27,7 @@ from ._cache import cache_lock, read_cache, remove_legacy_floor, unsafe_director
 from ._core.envelope import DEFAULT_CLOCK_LEEWAY
 from ._core.errors import PinConfigError
 from ._core.keys import KeySet, PublicKeyLike
+from ._core.limits import DEFAULT_LIMITS, UpdateLimits
 from ._core.policy import PinPolicy
 from ._core.response import BodyReader, BodyRefused, judge_headers
 from ._core.trusted import CacheStatus, Decision, TrustedPins, UpdateStatus
@@ -101,7 +102,9 @@ class DynamicPins:
     at once; entering does not wait); leaving, or :meth:`aclose`, stops it. The
     refresher is a task of the event loop, not of the caller's task group: any number of
     ``DynamicPins`` close in any order. ``on_update`` (sync or async) is called with
-    every :class:`UpdateResult` of the refresher; its errors are logged.
+    every :class:`UpdateResult` of the refresher; its errors are logged. ``limits``
+    (an :class:`UpdateLimits`, default ``UpdateLimits()``) bounds what a document may
+    hold, as the signer checks it; ``max_size`` is ``limits.max_size`` given on its own.
 
     From sync code (with :class:`~pinsdk.Client`), ``with`` (or :meth:`close`) does the
     same on an event loop in a thread of its own, which also runs self-healing refreshes;
@@ -122,7 +125,7 @@ class DynamicPins:
         auto_refresh: bool = True,
         verify: VerifyTypes = True,
         timeout: float = 10.0,
-        max_size: int = 262144,
+        max_size: int | None = None,
         on_expiry: Literal["keep", "unpin"] = "keep",
         max_age: float | None = None,
         clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
@@ -132,6 +135,7 @@ class DynamicPins:
         self_heal_interval: float | None = 60.0,
         fetcher: Fetcher | None = None,
         clock: Callable[[], float] | None = None,
+        limits: UpdateLimits | None = None,
     ) -> None:
         url = httpx.URL(update_url)
         if url.scheme != "https":
@@ -139,8 +143,19 @@ class DynamicPins:
         for name, value in (("refresh_interval", refresh_interval), ("timeout", timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise PinConfigError(f"{name} must be a positive number of seconds, not {value!r}")
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1024:
-            raise PinConfigError(f"max_size must be an integer of at least 1024, not {max_size!r}")
+        if limits is None:
+            limits = DEFAULT_LIMITS
+        elif not isinstance(limits, UpdateLimits):
+            raise PinConfigError(f"limits must be an UpdateLimits, not {limits!r}")
+        if max_size is not None:
+            if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1024:
+                raise PinConfigError(
+                    f"max_size must be an integer of at least 1024, not {max_size!r}"
+                )
+            # max_size is limits.max_size, given on its own.
+            limits = attrs.evolve(limits, max_size=max_size)
+        self.limits = limits
+        max_size = limits.max_size
         self.update_url = str(url)
         self.app_keys = KeySet.build(trusted_keys, threshold)  # type: ignore[arg-type]
         self.cache_path = None if cache_path is None else os.fspath(cache_path)
@@ -174,6 +189,7 @@ class DynamicPins:
             max_size=max_size,
             max_age=max_age,
             clock=clock or time.time,
+            limits=limits,
         )
         self.on_expiry = on_expiry
         self.max_age = max_age

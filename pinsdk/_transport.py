@@ -176,7 +176,7 @@ class PinnedBase(Counted):
         url_host = normalize_host(request.url.host)
         if name == url_host:
             return self._inner  # the name the pool key stands for: nothing to keep apart
-        domains = self.pins.current.match_fast(url_host)
+        domains = self.pins.current.match_normalized(url_host)
         if any(d.mode == "enforce" for d in domains):
             raise SNIHostnameError(
                 f"refusing the request to {request.url.host} with sni_hostname {sni!r}: "
@@ -199,7 +199,7 @@ class PinnedBase(Counted):
 
     def _check_plaintext(self, request: httpx.Request) -> None:
         host = normalize_host(request.url.host)
-        domains = self.pins.current.match_fast(host)
+        domains = self.pins.current.match_normalized(host)
         if not domains:
             return
         if any(d.mode == "enforce" for d in domains):

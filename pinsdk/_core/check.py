@@ -77,7 +77,7 @@ def evaluate_pins(
             denied_pins=(),
             policy_version=policy.version,
         )
-    domains = policy.match_fast(host, now)
+    domains = policy.match_normalized(host, now)
     deny = policy.deny
     if not domains and not deny:
         return None

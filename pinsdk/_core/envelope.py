@@ -27,6 +27,7 @@ from .errors import (
     SignatureError,
 )
 from .keys import KeySet, PrivateKeyLike, PublicKeyLike, Signer, load_private_key
+from .limits import DEFAULT_LIMITS, UpdateLimits, too_large, too_many_domains
 from .policy import PinPolicy
 from .schema import DOCUMENT, KEYS, POLICY, check_keys
 from .timeutil import parse_datetime, to_timestamp
@@ -44,9 +45,10 @@ PAYLOAD_TYPE = "application/vnd.pinsdk.pinset+json"
 SPEC_VERSION = 1
 DEFAULT_CLOCK_LEEWAY = 600.0  # seconds of clock skew tolerated on expires/issued_at
 MAX_SIGNATURES = 16
-MAX_DOMAINS = 50_000
-MAX_PINS_PER_DOMAIN = 64
-MAX_DENY = 4_096
+# The document limits are settings: see UpdateLimits (these are their defaults).
+MAX_DOMAINS = DEFAULT_LIMITS.max_domains
+MAX_PINS_PER_DOMAIN = DEFAULT_LIMITS.max_pins_per_domain
+MAX_DENY = DEFAULT_LIMITS.max_deny
 MAX_TRUSTED_KEYS = 32
 _LARGE_PAYLOAD = 256 * 1024  # about 1,000 domains: parsed with the collector paused
 _MAX_INT_DIGITS = 19  # JSON integers beyond int64 are refused before int() sees them
@@ -295,14 +297,14 @@ def _collector_paused(size: int) -> Iterator[None]:
         gc.enable()
 
 
-def parse_payload(payload: bytes) -> dict[str, Any]:
+def parse_payload(payload: bytes, limits: UpdateLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Parse and check the payload's fields; returns the parsed values (the JSON objects
     are dropped before the collector resumes: only the policy outlives the parse)."""
     with _collector_paused(len(payload)):
-        return _parse_payload(payload)
+        return _parse_payload(payload, limits)
 
 
-def _parse_payload(payload: bytes) -> dict[str, Any]:
+def _parse_payload(payload: bytes, limits: UpdateLimits) -> dict[str, Any]:
     doc = loads_strict(payload, "payload")
     if not isinstance(doc, dict):
         raise EnvelopeFormatError("payload must be a JSON object")
@@ -329,15 +331,19 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
     deny = doc.get("deny", [])
     if not isinstance(domains, list) or not isinstance(deny, list):
         raise EnvelopeFormatError("'domains' and 'deny' must be lists")
-    if len(domains) > MAX_DOMAINS:
-        raise EnvelopeFormatError(f"{len(domains)} domains; at most {MAX_DOMAINS} are accepted")
-    if len(deny) > MAX_DENY:
-        raise EnvelopeFormatError(f"{len(deny)} deny pins; at most {MAX_DENY} are accepted")
+    count = len(domains) + _grouped_hosts(doc.get("host_groups"))
+    if count > limits.max_domains:
+        raise EnvelopeFormatError(too_many_domains(count, limits))
+    if len(deny) > limits.max_deny:
+        raise EnvelopeFormatError(
+            f"{len(deny)} deny pins; at most {limits.max_deny} are accepted (max_deny)"
+        )
     try:
         # Every policy key the document may carry goes to the policy: none is dropped.
         shape = {key: doc[key] for key in POLICY.keys if key in doc}
         policy = PinPolicy.from_dict(
-            {**shape, "version": version, "deny": deny}, max_pins_per_domain=MAX_PINS_PER_DOMAIN
+            {**shape, "version": version, "deny": deny},
+            max_pins_per_domain=limits.max_pins_per_domain,
         )
     except PinConfigError as exc:
         raise EnvelopeFormatError(f"payload pins are invalid: {exc}") from None
@@ -350,6 +356,16 @@ def _parse_payload(payload: bytes) -> dict[str, Any]:
         "policy": policy,
         "rotated_keys": keys,
     }
+
+
+def _grouped_hosts(groups: object) -> int:
+    """How many domains the host groups hold (each host is one; the parser judges the rest)."""
+    if not isinstance(groups, list):
+        return 0
+    return sum(
+        len(g["hosts"]) if isinstance(g, dict) and isinstance(g.get("hosts"), list) else 1
+        for g in groups
+    )
 
 
 def as_keyset(
@@ -370,6 +386,7 @@ def verify_envelope(
     clock_leeway: float = DEFAULT_CLOCK_LEEWAY,
     check_expiry: bool = True,
     max_size: int | None = None,
+    limits: UpdateLimits | None = None,
 ) -> VerifiedPayload:
     """Verify a signed pin document and return its payload.
 
@@ -380,13 +397,17 @@ def verify_envelope(
     and ``issued_at`` is not in the future (both with ``clock_leeway`` seconds of slack).
     Raises an :class:`~pinsdk.UpdateRejectedError` subclass whose ``reason`` says why.
     Version rules (rollback, equivocation) need the trusted state: see ``DynamicPins``.
+    ``limits`` (default :class:`UpdateLimits()`) bounds the document's domains, pins and
+    bytes; ``max_size``, when given, replaces ``limits.max_size``.
     """
-    if max_size is not None and len(data) > max_size:
-        raise EnvelopeFormatError(f"document is {len(data)} bytes; the limit is {max_size}")
+    limits = _limits(limits)
+    cap = limits.max_size if max_size is None else max_size
+    if len(data) > cap:
+        raise EnvelopeFormatError(too_large(len(data), cap))
     keys = as_keyset(trusted_keys, threshold)
     envelope = parse_envelope(data)
     valid = _require_threshold(envelope, keys, "current")
-    parsed = parse_payload(envelope.payload)
+    parsed = parse_payload(envelope.payload, limits)
     new_keys: KeySet | None = parsed["rotated_keys"]
     if new_keys is not None:
         valid |= _require_threshold(envelope, new_keys, "new")
@@ -405,17 +426,30 @@ def verify_envelope(
     return VerifiedPayload._verified(payload=envelope.payload, signed_by=valid, **parsed)
 
 
+def _limits(limits: UpdateLimits | None) -> UpdateLimits:
+    if limits is None:
+        return DEFAULT_LIMITS
+    if not isinstance(limits, UpdateLimits):
+        raise PinConfigError(f"limits must be an UpdateLimits, not {limits!r}")
+    return limits
+
+
 def sign_envelope(
     payload: Mapping[str, Any],
     private_keys: Iterable[PrivateKeyLike | Signer] | PrivateKeyLike | Signer,
+    *,
+    limits: UpdateLimits | None = None,
 ) -> bytes:
     """Serialise ``payload`` (compact, sorted keys, UTF-8) and sign it with every key.
 
     Returns the DSSE envelope as UTF-8 JSON bytes, base64 standard with padding. A payload
-    that every client would refuse (an unknown key, a missing field, a bad pin) raises
-    :class:`PinConfigError` naming the problem: nothing is signed. Time is not judged
-    here: an expired document can be signed (and is then refused by clients).
+    that every client would refuse (an unknown key, a missing field, a bad pin, more
+    domains or bytes than ``limits`` allow: the same :class:`UpdateLimits` the clients
+    apply, default ``UpdateLimits()``) raises :class:`PinConfigError` naming the problem:
+    nothing is signed. Time is not judged here: an expired document can be signed (and is
+    then refused by clients).
     """
+    limits = _limits(limits)
     if isinstance(private_keys, (str, bytes)) or not isinstance(private_keys, Iterable):
         private_keys = [private_keys]
     # A hardware or KMS signer (anything with ``public`` and ``sign``) signs as it is.
@@ -428,7 +462,7 @@ def sign_envelope(
     body = json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     payload_bytes = body.encode("utf-8")
     try:
-        parse_payload(payload_bytes)
+        parse_payload(payload_bytes, limits)
     except EnvelopeFormatError as exc:
         raise PinConfigError(
             f"refusing to sign a payload every client would reject: {exc.reason}"
@@ -442,4 +476,8 @@ def sign_envelope(
             for s in signers
         ],
     }
-    return json.dumps(envelope, indent=2).encode("utf-8") + b"\n"
+    signed = json.dumps(envelope, indent=2).encode("utf-8") + b"\n"
+    if len(signed) > limits.max_size:
+        reason = too_large(len(signed), limits.max_size)
+        raise PinConfigError(f"refusing to sign a document clients would reject: {reason}")
+    return signed

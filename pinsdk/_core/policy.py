@@ -208,19 +208,23 @@ class PinPolicy:
             cache.append(tuple(entries))  # type: ignore[arg-type]
         return cache[0]
 
-    def _realise_bucket(
-        self, index: Index, key: str, numbers: tuple[int, ...]
-    ) -> tuple[DomainPins, ...]:
+    def _realise_bucket(self, index: Index, key: str, bucket: Any) -> tuple[DomainPins, ...]:
+        """The entries of a bucket that holds entry numbers, built now (each entry once,
+        whichever bucket needs it first) and stored in place of the numbers."""
         entries, rows = self._entries, self._rows
-        bucket = []
+        realised: list[DomainPins] = []
+        numbers: tuple[Any, ...] = (bucket,) if type(bucket) is int else bucket
         for i in numbers:
+            if type(i) is not int:  # an object already (an entry of the general path)
+                realised.append(i)
+                continue
             entry = entries[i]
-            if entry is None:  # each entry is built once, whichever bucket needs it first
+            if entry is None:
                 entry = entries[i] = realise(rows, i)
-            bucket.append(entry)
-        realised = tuple(bucket)
-        index[key] = realised  # one assignment: readers see numbers or objects, both valid
-        return realised
+            realised.append(entry)
+        found = tuple(realised)
+        index[key] = found  # one assignment: readers see numbers or objects, both valid
+        return found
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -252,30 +256,42 @@ class PinPolicy:
 
     def lookup(self, host: str, *, now: datetime | float | None = None) -> tuple[DomainPins, ...]:
         """The unexpired domains that match ``host`` (any form; it is normalised)."""
-        return self._lookup(normalize_host(host), to_timestamp(now))
+        return self._lookup(normalize_host(host), None if now is None else to_timestamp(now))
 
     def _lookup(self, host: str, now: float | None) -> tuple[DomainPins, ...]:
-        exact, child, under, under_dots = self._index
+        """The unexpired entries matching a normalised ``host``: those indexed under the
+        host itself, then under its parent, then under each deeper ancestor at which some
+        ``**.``/``include_subdomains`` base is indexed (nearest first; document order
+        within each)."""
+        exact, parent_of, under, depths = self._index
         # A bucket of a document's policy holds entry numbers until first needed.
-        found: tuple[Any, ...] = exact.get(host, ())
-        if found and type(found[0]) is int:
+        found: Any = exact.get(host)
+        if found is None:
+            found = ()
+        elif type(found) is not tuple or type(found[0]) is int:
             found = self._realise_bucket(exact, host, found)
-        parent = host.partition(".")[2]
+        # Slices and finds, not partition() or split(): they allocate no tuple or list,
+        # objects the cyclic garbage collector counts, so a lookup triggers no collection
+        # (whose cost grows with everything else the process holds).
+        dot = host.find(".")
+        parent = host[dot + 1 :] if dot >= 0 else ""
         if parent:
-            more = child.get(parent)
-            if more:
-                if type(more[0]) is int:
-                    more = self._realise_bucket(child, parent, more)
+            more: Any = parent_of.get(parent)
+            if more is not None:
+                if type(more) is not tuple or type(more[0]) is int:
+                    more = self._realise_bucket(parent_of, parent, more)
                 found += more
-            if under_dots:
-                # Probe only the suffixes as deep as some indexed base: one per depth.
-                total = host.count(".")
-                for dots in under_dots:
-                    if dots < total:
-                        base = host.split(".", total - dots)[-1]
+            if depths and depths[-1] < (depth := parent.count(".")):
+                # One probe per depth of an indexed base above the parent.
+                for dots in depths:
+                    if dots < depth:
+                        if dots == depth - 1:  # the grandparent: the usual case
+                            base = parent[parent.find(".") + 1 :]
+                        else:
+                            base = parent.split(".", depth - dots)[-1]
                         more = under.get(base)
-                        if more:
-                            if type(more[0]) is int:
+                        if more is not None:
+                            if type(more) is not tuple or type(more[0]) is int:
                                 more = self._realise_bucket(under, base, more)
                             found += more
         if found and self._expiring:
@@ -284,7 +300,12 @@ class PinPolicy:
             if len(live) != len(found):
                 self._report_lapsed(found, at)
             found = live
-        return found
+        return found  # type: ignore[no-any-return]
+
+    def match_normalized(self, host: str, now: float | None = None) -> tuple[DomainPins, ...]:
+        """:meth:`lookup` for a host that is normalised already (:func:`normalize_host`):
+        the handshake check and the transport, which normalise the name once."""
+        return self._lookup(host, now)
 
     def match_fast(self, server_hostname: str, now: float | None = None) -> tuple[DomainPins, ...]:
         """:meth:`lookup` for a name the TLS layer already validated (hot path)."""
@@ -331,21 +352,44 @@ class PinPolicy:
         if not isinstance(deny, list):
             raise PinConfigError(f"'deny' must be a list, not {deny!r}")
         require_backup = data.get("require_backup", False)
+        groups = data.get("host_groups", [])
+        if not isinstance(groups, list):
+            raise PinConfigError(f"'host_groups' must be a list, not {groups!r}")
         return cls._from_parts(
-            parse_entries(domains, max_pins_per_domain, require_backup is True),
+            parse_entries(domains, max_pins_per_domain, require_backup is True, groups),
             deny=deny,
             version=data.get("version", 0),
             require_backup=require_backup,
             report_uri=data.get("report_uri"),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of this policy; ``from_dict(p.to_dict()) == p``."""
+    def to_dict(self, *, host_groups: bool = False) -> dict[str, Any]:
+        """The JSON shape of this policy; ``from_dict(p.to_dict()) == p``.
+
+        With ``host_groups=True``, entries without ``expires`` or ``report_uri`` are written
+        as host groups (one per pin list, ``include_subdomains`` and ``mode``, in order of
+        first use) after the others: the same lookups, entries in another order.
+        """
+        domains = self.domains
+        grouped: dict[tuple[frozenset[str], bool, str], list[str]] = {}
+        if host_groups:
+            rest = []
+            for d in domains:
+                if d.expires is None and d.report_uri is None:
+                    grouped.setdefault((d.pins, d.include_subdomains, d.mode), []).append(d.host)
+                else:
+                    rest.append(d)
+            domains = tuple(rest)
         out: dict[str, Any] = {
             "version": self.version,
-            "domains": [d.to_dict() for d in self.domains],
+            "domains": [d.to_dict() for d in domains],
             "deny": sorted(self.deny),
         }
+        if grouped:
+            out["host_groups"] = [
+                {"hosts": hosts, "pins": sorted(pins), "include_subdomains": sub, "mode": mode}
+                for (pins, sub, mode), hosts in grouped.items()
+            ]
         if self.require_backup:
             out["require_backup"] = True
         if self.report_uri is not None:

@@ -63,7 +63,9 @@ def judge_headers(
         return UpdateStatus.REJECTED, f"unexpected Content-Type {ctype!r} for a pin document"
     length = headers.get("content-length")
     if length and length.isdigit() and int(length) > max_size:
-        return UpdateStatus.REJECTED, f"document is {length} bytes; max_size is {max_size}"
+        return UpdateStatus.REJECTED, (
+            f"document is {length} bytes; max_size is {max_size} (raise DynamicPins(max_size=...))"
+        )
     return None
 
 
@@ -99,7 +101,8 @@ class BodyReader:
     def _too_large(self) -> BodyRefused:
         if self.coding is None:
             return BodyRefused(
-                f"document is larger than max_size ({self.max_size} bytes); download aborted"
+                f"document is larger than max_size ({self.max_size} bytes); download aborted "
+                "(raise DynamicPins(max_size=...) if the document is genuine)"
             )
         return BodyRefused(
             f"document is larger than max_size ({self.max_size} bytes) once {self.coding} "

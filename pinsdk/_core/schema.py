@@ -21,6 +21,7 @@ __all__ = [
     "DOCUMENT",
     "DOMAIN",
     "EXTENSION_PREFIX",
+    "HOST_GROUP",
     "KEYS",
     "POLICY",
     "ObjectSchema",
@@ -50,12 +51,17 @@ DOMAIN = ObjectSchema(
     required=("host", "pins"),
     optional=("include_subdomains", "mode", "expires", "report_uri"),
 )
+# Many hosts sharing one pin list, written once: the compact form of ordinary entries
+# (each host is the entry {"host": h, "pins": pins, "include_subdomains": …, "mode": …}).
+HOST_GROUP = ObjectSchema(
+    "host group", required=("hosts", "pins"), optional=("include_subdomains", "mode")
+)
 POLICY = ObjectSchema(
     "pin policy",
     # Required: a policy without it pins nothing, which a typo must not achieve. An explicit
     # empty list is the deliberate way to unpin every host.
     required=("domains",),
-    optional=("version", "deny", "require_backup", "report_uri"),
+    optional=("version", "deny", "require_backup", "report_uri", "host_groups"),
 )
 # A signed document is a policy plus what makes it an update. Its version is required
 # (the rollback rule compares it).
@@ -78,6 +84,7 @@ ENVELOPE = ObjectSchema(
 # Where a key of one object is found in another, the message says where it belongs.
 _NEIGHBOURS: dict[str, tuple[ObjectSchema, ...]] = {
     DOMAIN.name: (POLICY, DOCUMENT),
+    HOST_GROUP.name: (DOMAIN, POLICY, DOCUMENT),
     POLICY.name: (DOMAIN, DOCUMENT, ENVELOPE),
     DOCUMENT.name: (DOMAIN, ENVELOPE),
     KEYS.name: (),

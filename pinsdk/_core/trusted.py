@@ -46,6 +46,7 @@ import attrs
 from .envelope import DEFAULT_CLOCK_LEEWAY, VerifiedPayload, verify_envelope
 from .errors import EquivocationError, PinConfigError, RollbackError, UpdateRejectedError
 from .keys import KeySet
+from .limits import DEFAULT_LIMITS, UpdateLimits
 from .policy import PinPolicy
 
 __all__ = [
@@ -177,11 +178,24 @@ def _state(
 
 
 def _judge(
-    state: _State, data: bytes, *, now: float, leeway: float, max_size: int | None, expiry: bool
+    state: _State,
+    data: bytes,
+    *,
+    now: float,
+    leeway: float,
+    max_size: int | None,
+    expiry: bool,
+    limits: UpdateLimits = DEFAULT_LIMITS,
 ) -> tuple[UpdateStatus, str, _State]:
     """The next state after ``data``, or :class:`UpdateRejectedError` saying why not."""
     payload = verify_envelope(
-        data, state.keys, now=now, clock_leeway=leeway, check_expiry=expiry, max_size=max_size
+        data,
+        state.keys,
+        now=now,
+        clock_leeway=leeway,
+        check_expiry=expiry,
+        max_size=max_size,
+        limits=limits,
     )
     current = state.document
     if payload.version < state.floor:
@@ -240,7 +254,13 @@ def _check_floor(floor: object, document: VerifiedPayload | None) -> None:
         )
 
 
-def _replay(keys: KeySet, fallback: PinPolicy, cached: object, leeway: float) -> _State:
+def _replay(
+    keys: KeySet,
+    fallback: PinPolicy,
+    cached: object,
+    leeway: float,
+    limits: UpdateLimits = DEFAULT_LIMITS,
+) -> _State:
     """The state a cache file's JSON describes, replayed from the app's own ``keys``.
 
     Every envelope is verified again, rotations first, so a tampered file cannot
@@ -262,7 +282,9 @@ def _replay(keys: KeySet, fallback: PinPolicy, cached: object, leeway: float) ->
         except (binascii.Error, ValueError):
             raise UpdateRejectedError("cache file holds invalid base64") from None
         try:
-            _, _, state = _judge(state, data, now=0.0, leeway=leeway, max_size=None, expiry=False)
+            _, _, state = _judge(
+                state, data, now=0.0, leeway=leeway, max_size=None, expiry=False, limits=limits
+            )
         except UpdateRejectedError as exc:
             raise UpdateRejectedError(f"cached document does not verify: {exc.reason}") from None
     _check_floor(cached.get("floor"), state.document)
@@ -276,7 +298,8 @@ class TrustedPins:
     before any document: a :class:`PinPolicy` (the fallback), or a signed document
     judged like any other except for expiry (an expired one still holds the floor;
     one that does not verify is a :class:`PinConfigError`). ``clock`` returns POSIX
-    seconds (default ``time.time``); ``max_size`` bounds a document's bytes.
+    seconds (default ``time.time``); ``limits`` bound what a document holds, ``max_size``
+    (default ``limits.max_size``) a downloaded document's bytes.
     ``max_age`` (seconds, default ``None``: never) stops enforcing the pins of a document
     issued longer ago than that; see the module's rules.
 
@@ -289,6 +312,7 @@ class TrustedPins:
         "_clock",
         "_keys",
         "_leeway",
+        "_limits",
         "_max_age",
         "_max_size",
         "_on_expiry",
@@ -306,6 +330,7 @@ class TrustedPins:
         max_size: int | None = None,
         clock: Clock = time.time,
         max_age: float | None = None,
+        limits: UpdateLimits = DEFAULT_LIMITS,
     ) -> None:
         if max_age is not None and (
             isinstance(max_age, bool)
@@ -327,6 +352,7 @@ class TrustedPins:
         self._on_expiry = on_expiry
         self._leeway = float(clock_leeway)
         self._max_size = max_size
+        self._limits = limits
         self._clock = clock
         self._max_age = None if max_age is None else float(max_age)
         self._alarmed: int | None = None  # the version whose unenforcement was logged
@@ -342,7 +368,13 @@ class TrustedPins:
         blank = _state(keys, PinPolicy())
         try:
             _, _, self._state = _judge(
-                blank, bytes(bootstrap), now=0.0, leeway=self._leeway, max_size=None, expiry=False
+                blank,
+                bytes(bootstrap),
+                now=0.0,
+                leeway=self._leeway,
+                max_size=None,
+                expiry=False,
+                limits=limits,
             )
         except UpdateRejectedError as exc:
             raise PinConfigError(f"bootstrap document does not verify: {exc.reason}") from None
@@ -441,6 +473,7 @@ class TrustedPins:
                     now=self._clock(),
                     leeway=self._leeway,
                     max_size=self._max_size,
+                    limits=self._limits,
                     expiry=True,
                 )
             except UpdateRejectedError as exc:
@@ -454,7 +487,7 @@ class TrustedPins:
         with self._writing:
             state = self._state
             try:
-                restored = _replay(self._keys, state.fallback, cached, self._leeway)
+                restored = _replay(self._keys, state.fallback, cached, self._leeway, self._limits)
             except UpdateRejectedError as exc:
                 return CacheLoad(CacheStatus.CORRUPT, exc.reason, state.floor)
             if restored.document is None or restored.floor <= state.floor:
@@ -474,7 +507,7 @@ class TrustedPins:
         if cached is None:
             return None
         try:
-            held = _replay(self._keys, self._state.fallback, cached, self._leeway)
+            held = _replay(self._keys, self._state.fallback, cached, self._leeway, self._limits)
         except UpdateRejectedError:
             return None  # corrupt or foreign
         return None if held.document is None else held.floor

@@ -13,12 +13,18 @@ import string
 from typing import Any
 
 import attrs
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import pinsdk
 from pinsdk._core.envelope import PAYLOAD_TYPE, pae, parse_envelope
-from pinsdk._core.hosts import HostPattern, is_ip_literal, normalize_host
+from pinsdk._core.hosts import (
+    _COMMON_LINES,
+    HostPattern,
+    _plainly_common,
+    is_ip_literal,
+    normalize_host,
+)
 from pinsdk._core.pins import parse_pin
 
 from ..signing import ed25519_key
@@ -190,6 +196,89 @@ def test_bulk_domain_path_builds_what_the_general_path_builds(
     _assert_same_entries(lazy.domains, general[1])
     assert lazy == eager
     assert hash(lazy) == hash(eager)
+
+
+group_hosts = st.lists(hosts_of_every_shape | canonical_hosts | canonical_hosts, max_size=5)
+groups = st.fixed_dictionaries(
+    {
+        "hosts": group_hosts,
+        "pins": st.sampled_from([[A, B], [B, A], [A], ["sha256/x"], []]),
+    },
+    optional={
+        "include_subdomains": st.sampled_from([True, False, False, 1]),
+        "mode": st.sampled_from(["enforce", "enforce", "report", "x"]),
+    },
+)
+
+
+@given(st.lists(common_entries | odd_entries, max_size=4), st.lists(groups, max_size=3))
+def test_host_groups_build_what_their_entries_written_out_build(
+    entries: list[dict[str, Any]], host_groups: list[dict[str, Any]]
+) -> None:
+    """Each host of a group is the entry its group describes, after ``domains``: the same
+    policy (every field of every entry, the same lookups), or a refusal where writing the
+    entries out is refused."""
+    pinsdk.PinPolicy([pinsdk.DomainPins("warm.example", [A, B])])  # A and B are known pins
+    written_out = entries + [
+        {
+            "host": host,
+            "pins": g["pins"],
+            **{k: g[k] for k in ("include_subdomains", "mode") if k in g},
+        }
+        for g in host_groups
+        for host in g["hosts"]
+    ]
+    empty_group = any(not g["hosts"] for g in host_groups)  # a group must list a host
+    grouped = _outcome(
+        lambda: pinsdk.PinPolicy.from_dict({"domains": entries, "host_groups": host_groups})
+    )
+    expected = _outcome(lambda: pinsdk.PinPolicy.from_dict({"domains": written_out}))
+    if empty_group:
+        assert grouped[0] == "refused"
+        return
+    assert grouped[0] == expected[0]
+    if grouped[0] != "built":
+        return
+    policy, reference = grouped[1], expected[1]
+    probes = {p for d in reference.domains for p in _probes(d.pattern.base)}
+    for host in sorted(probes):
+        assert _outcome(lambda h=host: policy.lookup(h)) == _outcome(
+            lambda h=host: reference.lookup(h)
+        )
+    _assert_same_entries(policy.domains, reference.domains)
+    assert policy == reference
+    regrouped = pinsdk.PinPolicy.from_dict(policy.to_dict(host_groups=True))
+    assert set(regrouped.domains) == set(policy.domains)
+    for host in sorted(probes):
+        assert _outcome(lambda h=host: set(regrouped.lookup(h))) == _outcome(
+            lambda h=host: set(policy.lookup(h))
+        )
+
+
+odd_labels = st.sampled_from(
+    ["0x1f", "0xg", "a-", "-a", "x" * 63, "x" * 64, "A", "é", "*", "**", "a_b", "9", "", "-"]
+)
+nearly_common = st.tuples(
+    st.sampled_from(["", "", "*.", "**.", "*", "***.", "."]),
+    st.lists(st.sampled_from(["a", "b-c", "x1", "com"]) | odd_labels, min_size=1, max_size=4),
+).map(lambda t: t[0] + ".".join(t[1]))
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.sampled_from(["a.com", "*.b.com", "**.c.d"]) | nearly_common,
+        min_size=1,
+        max_size=4,
+    )
+    | st.lists(hosts_of_every_shape | st.sampled_from(["", "\n", "a.\nb"]), min_size=1)
+)
+def test_the_quick_shape_test_never_accepts_what_the_regular_expression_refuses(
+    patterns: list[str],
+) -> None:
+    joined = "\n".join(patterns)
+    if _plainly_common(joined, patterns):
+        assert _COMMON_LINES.fullmatch(joined)
 
 
 def _probes(base: str) -> list[str]:

@@ -23,7 +23,7 @@ import pinsdk
 from pinsdk import DomainPins, PinConfigError, PinPolicy, UpdateStatus
 from pinsdk._cli import main
 from pinsdk._core.envelope import PAYLOAD_TYPE, pae
-from pinsdk._core.schema import DOCUMENT, DOMAIN, KEYS, POLICY
+from pinsdk._core.schema import DOCUMENT, DOMAIN, HOST_GROUP, KEYS, POLICY
 from pinsdk._demo.loopback import LoopbackTLSServer
 
 from ..conftest import TOKEN
@@ -261,6 +261,8 @@ def test_the_docs_key_tables_list_exactly_the_schema_keys() -> None:
     policy = _documented_keys("static-pinning.md", "## The policy JSON")
     assert {k for k in policy if "." not in k} == POLICY.keys
     assert {k.removeprefix("domains[].") for k in policy if "." in k} == DOMAIN.keys
+    groups = _documented_keys("static-pinning.md", "### Host groups")
+    assert {k.removeprefix("host_groups[].") for k in groups} == HOST_GROUP.keys
     assert _documented_keys("update-format.md", "## Payload") == DOCUMENT.keys
     keys = _documented_keys("update-format.md", "### The `keys` object")
     assert {k.removeprefix("keys.") for k in keys} == KEYS.keys

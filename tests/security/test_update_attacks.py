@@ -95,7 +95,7 @@ def attack(
         future = payload(9, domains(pins, "root"), issued_ago=-30 * 86400, expires_in=60 * 86400)
         return (200, ok_headers, pinsdk.sign_envelope(future, signers)), "issued in the future"
     if name == "oversized":
-        return (200, ok_headers, b" " * 300_000), "max_size is 262144"
+        return (200, ok_headers, b" " * 300_000), "max_size is 262144 (raise DynamicPins(max_size"
     if name == "wrong content type":
         return (
             200,
@@ -163,6 +163,7 @@ def client_pins(
         auto_refresh=False,
         verify=device_trust(),
         timeout=0.5,
+        max_size=262144,  # far below the default: oversized and endless bodies stay small
     )
     return dyn
 

@@ -26,7 +26,7 @@ from ..updates import UpdateServer
 pytestmark = pytest.mark.anyio
 
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
-MAX_SIZE = 262144  # the default
+MAX_SIZE = 262144  # set on the clients here: a bomb need not inflate to the 64 MB default
 MIB = 1024 * 1024
 
 
@@ -51,6 +51,7 @@ def dynamic(
 ) -> pinsdk.DynamicPins:
     kw.setdefault("auto_refresh", False)
     kw.setdefault("self_heal_interval", None)
+    kw.setdefault("max_size", MAX_SIZE)
     return pinsdk.DynamicPins(updates.url, [public_pem(signer)], verify=trust, **kw)
 
 
