@@ -83,20 +83,26 @@ async def _apairs(
     return compare(a, b)
 
 
-def httpx_sync(info: dict[str, Any], n: int) -> Comparison:
-    """httpx.Client with the pinned context against httpx.Client.
-
-    TODO(reach): measure ``pinsdk.Client`` here too once it lands (same pairs, same URL).
-    """
+def httpx_sync(info: dict[str, Any], n: int) -> dict[str, Comparison]:
+    """httpx.Client with the pinned context, and pinsdk.Client, each against httpx.Client."""
     import httpx
 
     url = f"https://127.0.0.1:{info['h1']}/"
     fresh = httpx.Limits(max_keepalive_connections=0)
+    policy = pinsdk.PinPolicy([pinsdk.DomainPins("127.0.0.1", info["pins"])])
     with (
         httpx.Client(verify=_trust(info), limits=fresh) as plain,
         httpx.Client(verify=_pinned(info), limits=fresh) as pinned,
+        pinsdk.Client(pins=policy, verify=_trust(info), limits=fresh) as client,
     ):
-        return _pairs(lambda: _ok(plain.get(url)), lambda: _ok(pinned.get(url)), n)
+        return {
+            "httpx.Client, pinned context": _pairs(
+                lambda: _ok(plain.get(url)), lambda: _ok(pinned.get(url)), n
+            ),
+            "pinsdk.Client (sync), pinned context": _pairs(
+                lambda: _ok(plain.get(url)), lambda: _ok(client.get(url)), n
+            ),
+        }
 
 
 def requests_(info: dict[str, Any], n: int) -> Comparison:
@@ -200,8 +206,8 @@ def _ok(response: Any) -> None:
 
 def run(info: dict[str, Any], n: int, say: Callable[[str], None]) -> dict[str, Comparison]:
     out: dict[str, Comparison] = {}
-    say("  httpx.Client (sync) with the pinned context")
-    out["httpx.Client, pinned context"] = httpx_sync(info, n)
+    say("  httpx.Client (sync) with the pinned context, and pinsdk.Client")
+    out.update(httpx_sync(info, n))
     say("  requests with the pinned context")
     out["requests, pinned context"] = requests_(info, n)
     say("  urllib3: pinned context, assert_fingerprint")
