@@ -293,7 +293,8 @@ class PinCheck:
 
 def _remembering(stdlib: Any) -> Any:
     """The stdlib's ``session`` property, whose getter also remembers the session with this
-    connection's verified chain (see :class:`_Sessions`)."""
+    connection's verified chain (see :class:`_Sessions`), and whose setter notes the
+    session offered (``SSLSocket`` keeps it in ``_session`` itself)."""
 
     def get(self: Any) -> ssl.SSLSession | None:
         session: ssl.SSLSession | None = stdlib.fget(self)
@@ -301,13 +302,36 @@ def _remembering(stdlib: Any) -> Any:
             self.pin_check.sessions.remember(self, session)
         return session
 
-    return property(get, stdlib.fset, doc=stdlib.__doc__)
+    def put(self: Any, session: ssl.SSLSession | None) -> None:
+        self._session = session
+        stdlib.fset(self, session)
+
+    return property(get, put, doc=stdlib.__doc__)
 
 
 class PinnedSSLObject(ssl.SSLObject):
     """An ``SSLObject`` whose handshake also checks pins. Subclassed once per context."""
 
     pin_check: ClassVar[PinCheck]
+    # The session offered for resumption (SSLSocket keeps its own under this name).
+    _session: ssl.SSLSession | None = None
+
+    @classmethod
+    def _create(
+        cls,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> Any:
+        # wrap_bio(session=...) hands the session straight to C: note which one was offered.
+        obj = super()._create(  # type: ignore[misc]
+            incoming, outgoing, server_side, server_hostname, session, context
+        )
+        obj._session = session
+        return obj
 
     def do_handshake(self) -> None:
         # What ssl.SSLObject.do_handshake does, minus one Python frame for the
@@ -334,18 +358,24 @@ def _raise_for_caller(exc: PinValidationError | PinCheckUnavailableError) -> NoR
 
 
 class _Sessions:
-    """The verified chains of TLS sessions a client may resume, by server name and id.
+    """The verified chains of TLS sessions a client may resume, by the session object.
 
     A resumed session skips certificate verification, so OpenSSL has no verified chain
     for it (CPython gh-160171) and the pin check would refuse it. A session handed out
     by a pinned connection (its ``session`` attribute: how ``session=`` gets one) is
-    remembered with that connection's verified chain, which the policy in force then
-    judges on resumption exactly as on a full handshake. A session nobody remembered,
-    or resumed under another server name, still finds no chain and is refused.
+    remembered with that connection's server name and verified chain; a connection that
+    resumes the very object it was offered, under that server name, is judged on that
+    chain by the policy in force exactly as on a full handshake. Anything else (a session
+    nobody remembered, or one resumed under another server name) finds no chain and is
+    refused. The object, not the session id, is the key: a TLS 1.2 session id (or the
+    ticket it is hashed from) is chosen by the server and sent in clear, so an impostor
+    for another name can copy the id of a pinned server's session.
     """
 
     def __init__(self) -> None:
-        self._chains: dict[tuple[str, bytes], list[Any]] = {}
+        # id() of a session object handed out -> (the object, kept so the id stays its
+        # own; the server name; the verified chain)
+        self._handed: dict[int, tuple[ssl.SSLSession, str, list[Any]]] = {}
 
     def remember(self, obj: ssl.SSLObject | ssl.SSLSocket, session: ssl.SSLSession) -> None:
         raw: Any = getattr(obj, "_sslobj", None)
@@ -354,18 +384,21 @@ class _Sessions:
             return
         chain = self._verified(raw, obj) or self.resumed(obj, raw, host)
         if chain:
-            if len(self._chains) >= _PASSED_MAX:
-                self._chains.pop(next(iter(self._chains)))
-            self._chains[host, session.id] = chain
+            if len(self._handed) >= _PASSED_MAX:
+                self._handed.pop(next(iter(self._handed)), None)
+            self._handed[id(session)] = (session, host, chain)
 
     def resumed(self, obj: ssl.SSLObject | ssl.SSLSocket, raw: Any, host: str) -> list[Any]:
-        """The remembered chain of the session ``obj`` resumed (``[]`` if it did not)."""
+        """The remembered chain of the session ``obj`` resumed (``[]`` if it did not, or
+        that session was not handed out by this context for ``host``)."""
         if not raw.session_reused:
             return []
-        session = raw.session
-        if session is None:
+        # OpenSSL resumes only the session it was offered: that object decides.
+        offered = getattr(obj, "_session", None)
+        entry = None if offered is None else self._handed.get(id(offered))
+        if entry is None or entry[0] is not offered or entry[1] != host:
             return []
-        return list(self._chains.get((host, session.id), ()))
+        return list(entry[2])
 
     @staticmethod
     def _verified(raw: Any, obj: ssl.SSLObject | ssl.SSLSocket) -> list[Any]:
