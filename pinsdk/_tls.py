@@ -559,6 +559,13 @@ def install_pin_check(
             f"this SSLContext has a custom sslobject_class ({current!r}); pinsdk cannot "
             "install its pin check on it"
         )
+    if context.sslsocket_class is not ssl.SSLSocket:
+        # Skipping it would leave blocking sockets (pinsdk.Client, requests, urllib3)
+        # unpinned without a word.
+        raise PinConfigError(
+            f"this SSLContext has a custom sslsocket_class ({context.sslsocket_class!r}); "
+            "pinsdk cannot install its pin check on it"
+        )
     if check is None:
         check = PinCheck(source)
     elif check.source is not source:
@@ -570,8 +577,7 @@ def install_pin_check(
     object_class = _RecheckedSSLObject if changing else PinnedSSLObject
     socket_class = _RecheckedSSLSocket if changing else PinnedSSLSocket
     context.sslobject_class = type("PinnedSSLObject", (object_class,), attributes)
-    if context.sslsocket_class is ssl.SSLSocket:
-        context.sslsocket_class = type("PinnedSSLSocket", (socket_class,), attributes)
+    context.sslsocket_class = type("PinnedSSLSocket", (socket_class,), attributes)
     return context
 
 
