@@ -545,6 +545,7 @@ def install_pin_check(
     ``check`` shares an existing :class:`PinCheck` of ``source`` (a proxy's context and the
     origin's then count and report into the same observers)."""
     _require_verification(context)
+    _require_own_wrappers(context)
     current: Any = context.sslobject_class
     if isinstance(current, type) and issubclass(current, PinnedSSLObject):
         if current.pin_check.source is source:
@@ -579,6 +580,21 @@ def install_pin_check(
     context.sslobject_class = type("PinnedSSLObject", (object_class,), attributes)
     context.sslsocket_class = type("PinnedSSLSocket", (socket_class,), attributes)
     return context
+
+
+def _require_own_wrappers(context: ssl.SSLContext) -> None:
+    # The check rides on the classes the stdlib's wrap_socket/wrap_bio instantiate. A
+    # subclass with wrappers of its own (truststore.SSLContext hands every connection to
+    # an inner context) may never create them: its connections would go unpinned.
+    kind = type(context)  # not context.__class__, which truststore overrides
+    for name in ("wrap_socket", "wrap_bio"):
+        if getattr(kind, name, None) is not getattr(ssl.SSLContext, name):
+            raise PinConfigError(
+                f"this SSLContext ({kind.__module__}.{kind.__qualname__}) has its own {name}(); "
+                "pinsdk cannot make sure its pin check runs on its connections; pass "
+                "verify=True, a CA bundle path or a plain ssl.SSLContext "
+                "(ssl.create_default_context())"
+            )
 
 
 def _require_verification(context: ssl.SSLContext) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trustme
@@ -64,3 +65,64 @@ def test_the_sync_client_never_reaches_an_impostor_through_such_a_context(
     assert impostor.wait_idle()
     assert impostor.requests == []
     assert impostor.received == b""
+
+
+class _Delegating(ssl.SSLContext):
+    """An SSLContext subclass that hands every connection to an inner context, as
+    truststore.SSLContext does."""
+
+    def __new__(cls, inner: ssl.SSLContext) -> _Delegating:
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+
+    def __init__(self, inner: ssl.SSLContext) -> None:
+        self.inner = inner
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        return self.inner.wrap_socket(sock, *args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        return self.inner.wrap_bio(*args, **kwargs)
+
+
+def _truststore(device_trust: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    truststore = pytest.importorskip("truststore")
+    context: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for ca in device_trust().get_ca_certs(binary_form=True):
+        context.load_verify_locations(cadata=ssl.DER_cert_to_PEM_cert(ca))
+    return context
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("kind", ["truststore", "delegating"])
+async def test_a_context_with_its_own_wrappers_is_refused(
+    device_trust: Callable[[], ssl.SSLContext],
+    serve: Callable[..., LoopbackTLSServer],
+    rogue_cert: trustme.LeafCert,
+    pins: dict[str, str],
+    kind: str,
+) -> None:
+    """truststore.SSLContext (httpx's documented way to the OS trust store) wraps through an
+    inner context: the pin check installed on the outer one never ran, and both clients sent
+    the request to an impostor."""
+    policy = PinPolicy([DomainPins("127.0.0.1", [pins["leaf"], pins["root"]])])
+
+    def trust() -> ssl.SSLContext:
+        return _truststore(device_trust) if kind == "truststore" else _Delegating(device_trust())
+
+    impostor = serve(rogue_cert, http2=False)
+    url = impostor.url("127.0.0.1", "/secret")
+    with pytest.raises(PinConfigError, match="has its own wrap_"):
+        pinsdk.pinned_ssl_context(policy, verify=trust())
+    with pytest.raises(PinConfigError, match="has its own wrap_"):
+        async with pinsdk.AsyncClient(pins=policy, verify=trust()) as client:
+            await client.get(url)
+
+    def send() -> None:
+        with pinsdk.Client(pins=policy, verify=trust()) as client:
+            client.get(url)
+
+    with pytest.raises(PinConfigError, match="has its own wrap_"):
+        send()
+    assert impostor.wait_idle()
+    assert impostor.requests == []
