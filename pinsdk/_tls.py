@@ -585,15 +585,27 @@ def install_pin_check(
 def _require_own_wrappers(context: ssl.SSLContext) -> None:
     # The check rides on the classes the stdlib's wrap_socket/wrap_bio instantiate. A
     # subclass with wrappers of its own (truststore.SSLContext hands every connection to
-    # an inner context) may never create them: its connections would go unpinned.
+    # an inner context) may never create them: its connections would go unpinned. Judged
+    # by where the method was defined, not by identity with ssl.SSLContext's, which
+    # truststore.inject_into_ssl() replaces with its own class.
     kind = type(context)  # not context.__class__, which truststore overrides
     for name in ("wrap_socket", "wrap_bio"):
-        if getattr(kind, name, None) is not getattr(ssl.SSLContext, name):
-            raise PinConfigError(
-                f"this SSLContext ({kind.__module__}.{kind.__qualname__}) has its own {name}(); "
-                "pinsdk cannot make sure its pin check runs on its connections; pass "
-                "verify=True, a CA bundle path or a plain ssl.SSLContext "
+        method = getattr(kind, name, None)
+        if (
+            getattr(method, "__module__", None) != "ssl"
+            or getattr(method, "__qualname__", None) != f"SSLContext.{name}"
+        ):
+            remedy = (
+                "ssl.SSLContext itself was replaced (truststore.inject_into_ssl()): "
+                "undo it (truststore.extract_from_ssl()) before building pinned clients"
+                if ssl.SSLContext is kind
+                else "pass verify=True, a CA bundle path or a plain ssl.SSLContext "
                 "(ssl.create_default_context())"
+            )
+            raise PinConfigError(
+                f"this SSLContext ({kind.__module__}.{kind.__qualname__}) has its own "
+                f"{name}(); pinsdk cannot make sure its pin check runs on its connections; "
+                + remedy
             )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,5 +125,37 @@ async def test_a_context_with_its_own_wrappers_is_refused(
 
     with pytest.raises(PinConfigError, match="has its own wrap_"):
         send()
+    assert impostor.wait_idle()
+    assert impostor.requests == []
+
+
+def test_truststore_injected_into_ssl_is_refused_whatever_verify_says(
+    ca: trustme.CA,
+    rogue_ca: trustme.CA,
+    serve: Callable[..., LoopbackTLSServer],
+    rogue_cert: trustme.LeafCert,
+    pins: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """inject_into_ssl() makes ssl.SSLContext truststore's class, so every context pinsdk
+    builds itself (verify=True, a CA bundle path) is one: that path reached the impostor even
+    once subclasses were refused, as the comparison was with the replaced class."""
+    truststore = pytest.importorskip("truststore")
+    policy = PinPolicy([DomainPins("127.0.0.1", [pins["leaf"], pins["root"]])])
+    bundle = tmp_path / "device.pem"
+    bundle.write_bytes(ca.cert_pem.bytes() + rogue_ca.cert_pem.bytes())
+    impostor = serve(rogue_cert, http2=False)
+    truststore.inject_into_ssl()
+    try:
+        for verify in (str(bundle), True):
+
+            def send(verify: str | bool = verify) -> None:
+                with pinsdk.Client(pins=policy, verify=verify) as client:
+                    client.get(impostor.url("127.0.0.1", "/secret"))
+
+            with pytest.raises(PinConfigError, match=r"truststore\.inject_into_ssl"):
+                send()
+    finally:
+        truststore.extract_from_ssl()
     assert impostor.wait_idle()
     assert impostor.requests == []
