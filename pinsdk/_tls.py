@@ -533,6 +533,50 @@ class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
         return super().send(data, flags)
 
 
+class _Unchecked:
+    """A static policy's TLS object until ``do_handshake()`` has checked its pins.
+
+    A read or write before that lets OpenSSL complete the handshake by itself, so the check
+    would never run: it runs ``do_handshake()`` (and the check) first, raising what that
+    raises (``SSLWantReadError`` included). Once the check passes, the object becomes its
+    plain pinned class, which adds nothing to reads and writes."""
+
+    _checked: ClassVar[type]
+    _stdlib: ClassVar[Any]  # ssl.SSLObject or ssl.SSLSocket: what the pinned classes keep
+    _sslobj: Any
+
+    def _handshake_first(self) -> None:
+        if self._sslobj is not None:  # unconnected or unwrapped: the stdlib says so
+            self.do_handshake()
+
+    def do_handshake(self, *args: Any) -> None:
+        super().do_handshake(*args)  # type: ignore[misc]
+        self.__class__ = self._checked
+
+    # The stdlib method is read before the handshake: it changes the class.
+    def read(self, *args: Any) -> Any:
+        stdlib = self._stdlib
+        self._handshake_first()
+        return stdlib.read(self, *args)
+
+    def write(self, data: Any) -> int:
+        stdlib = self._stdlib
+        self._handshake_first()
+        return stdlib.write(self, data)  # type: ignore[no-any-return]
+
+
+class _UncheckedSocket(_Unchecked):
+    _stdlib = ssl.SSLSocket
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._handshake_first()
+        return ssl.SSLSocket.send(self, data, flags)  # type: ignore[arg-type]
+
+
+class _UncheckedObject(_Unchecked):
+    _stdlib = ssl.SSLObject
+
+
 def install_pin_check(
     context: ssl.SSLContext,
     source: PinSource,
@@ -575,10 +619,18 @@ def install_pin_check(
     attributes = {"pin_check": check, "pin_source": source}
     # A static policy never changes: its connections need no recheck, and cost nothing.
     changing = not isinstance(source, PinPolicy)
-    object_class = _RecheckedSSLObject if changing else PinnedSSLObject
-    socket_class = _RecheckedSSLSocket if changing else PinnedSSLSocket
-    context.sslobject_class = type("PinnedSSLObject", (object_class,), attributes)
-    context.sslsocket_class = type("PinnedSSLSocket", (socket_class,), attributes)
+    if changing:  # its read and write guards also cover a read or write before the check
+        context.sslobject_class = type("PinnedSSLObject", (_RecheckedSSLObject,), attributes)
+        context.sslsocket_class = type("PinnedSSLSocket", (_RecheckedSSLSocket,), attributes)
+        return context
+    checked_object = type("PinnedSSLObject", (PinnedSSLObject,), attributes)
+    checked_socket = type("PinnedSSLSocket", (PinnedSSLSocket,), attributes)
+    context.sslobject_class = type(
+        "PinnedSSLObject", (_UncheckedObject, checked_object), {"_checked": checked_object}
+    )
+    context.sslsocket_class = type(
+        "PinnedSSLSocket", (_UncheckedSocket, checked_socket), {"_checked": checked_socket}
+    )
     return context
 
 
