@@ -542,39 +542,42 @@ class _Unchecked:
     plain pinned class, which adds nothing to reads and writes."""
 
     _checked: ClassVar[type]
-    _stdlib: ClassVar[Any]  # ssl.SSLObject or ssl.SSLSocket: what the pinned classes keep
     _sslobj: Any
 
     def _handshake_first(self) -> None:
-        if self._sslobj is not None:  # unconnected or unwrapped: the stdlib says so
+        # A bound method taken before the switch still comes here: then nothing to do.
+        # Unconnected or unwrapped (no _sslobj): the stdlib says so.
+        if isinstance(self, _Unchecked) and self._sslobj is not None:
             self.do_handshake()
 
     def do_handshake(self, *args: Any) -> None:
         super().do_handshake(*args)  # type: ignore[misc]
         self.__class__ = self._checked
 
-    # The stdlib method is read before the handshake: it changes the class.
+
+# The stdlib methods are named, not reached by super(): the class changes on the way.
+class _UncheckedObject(_Unchecked):
     def read(self, *args: Any) -> Any:
-        stdlib = self._stdlib
         self._handshake_first()
-        return stdlib.read(self, *args)
+        return ssl.SSLObject.read(self, *args)  # type: ignore[arg-type]
 
     def write(self, data: Any) -> int:
-        stdlib = self._stdlib
         self._handshake_first()
-        return stdlib.write(self, data)  # type: ignore[no-any-return]
+        return ssl.SSLObject.write(self, data)  # type: ignore[arg-type]
 
 
 class _UncheckedSocket(_Unchecked):
-    _stdlib = ssl.SSLSocket
+    def read(self, *args: Any) -> Any:
+        self._handshake_first()
+        return ssl.SSLSocket.read(self, *args)  # type: ignore[arg-type]
+
+    def write(self, data: Any) -> int:
+        self._handshake_first()
+        return ssl.SSLSocket.write(self, data)  # type: ignore[arg-type]
 
     def send(self, data: Any, flags: int = 0) -> int:
         self._handshake_first()
         return ssl.SSLSocket.send(self, data, flags)  # type: ignore[arg-type]
-
-
-class _UncheckedObject(_Unchecked):
-    _stdlib = ssl.SSLObject
 
 
 def install_pin_check(
