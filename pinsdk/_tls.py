@@ -293,7 +293,8 @@ class PinCheck:
 
 def _remembering(stdlib: Any) -> Any:
     """The stdlib's ``session`` property, whose getter also remembers the session with this
-    connection's verified chain (see :class:`_Sessions`)."""
+    connection's verified chain (see :class:`_Sessions`), and whose setter notes the
+    session offered (``SSLSocket`` keeps it in ``_session`` itself)."""
 
     def get(self: Any) -> ssl.SSLSession | None:
         session: ssl.SSLSession | None = stdlib.fget(self)
@@ -301,13 +302,36 @@ def _remembering(stdlib: Any) -> Any:
             self.pin_check.sessions.remember(self, session)
         return session
 
-    return property(get, stdlib.fset, doc=stdlib.__doc__)
+    def put(self: Any, session: ssl.SSLSession | None) -> None:
+        self._session = session
+        stdlib.fset(self, session)
+
+    return property(get, put, doc=stdlib.__doc__)
 
 
 class PinnedSSLObject(ssl.SSLObject):
     """An ``SSLObject`` whose handshake also checks pins. Subclassed once per context."""
 
     pin_check: ClassVar[PinCheck]
+    # The session offered for resumption (SSLSocket keeps its own under this name).
+    _session: ssl.SSLSession | None = None
+
+    @classmethod
+    def _create(
+        cls,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> Any:
+        # wrap_bio(session=...) hands the session straight to C: note which one was offered.
+        obj = super()._create(  # type: ignore[misc]
+            incoming, outgoing, server_side, server_hostname, session, context
+        )
+        obj._session = session
+        return obj
 
     def do_handshake(self) -> None:
         # What ssl.SSLObject.do_handshake does, minus one Python frame for the
@@ -334,18 +358,24 @@ def _raise_for_caller(exc: PinValidationError | PinCheckUnavailableError) -> NoR
 
 
 class _Sessions:
-    """The verified chains of TLS sessions a client may resume, by server name and id.
+    """The verified chains of TLS sessions a client may resume, by the session object.
 
     A resumed session skips certificate verification, so OpenSSL has no verified chain
     for it (CPython gh-160171) and the pin check would refuse it. A session handed out
     by a pinned connection (its ``session`` attribute: how ``session=`` gets one) is
-    remembered with that connection's verified chain, which the policy in force then
-    judges on resumption exactly as on a full handshake. A session nobody remembered,
-    or resumed under another server name, still finds no chain and is refused.
+    remembered with that connection's server name and verified chain; a connection that
+    resumes the very object it was offered, under that server name, is judged on that
+    chain by the policy in force exactly as on a full handshake. Anything else (a session
+    nobody remembered, or one resumed under another server name) finds no chain and is
+    refused. The object, not the session id, is the key: a TLS 1.2 session id (or the
+    ticket it is hashed from) is chosen by the server and sent in clear, so an impostor
+    for another name can copy the id of a pinned server's session.
     """
 
     def __init__(self) -> None:
-        self._chains: dict[tuple[str, bytes], list[Any]] = {}
+        # id() of a session object handed out -> (the object, kept so the id stays its
+        # own; the server name; the verified chain)
+        self._handed: dict[int, tuple[ssl.SSLSession, str, list[Any]]] = {}
 
     def remember(self, obj: ssl.SSLObject | ssl.SSLSocket, session: ssl.SSLSession) -> None:
         raw: Any = getattr(obj, "_sslobj", None)
@@ -354,18 +384,21 @@ class _Sessions:
             return
         chain = self._verified(raw, obj) or self.resumed(obj, raw, host)
         if chain:
-            if len(self._chains) >= _PASSED_MAX:
-                self._chains.pop(next(iter(self._chains)))
-            self._chains[host, session.id] = chain
+            if len(self._handed) >= _PASSED_MAX:
+                self._handed.pop(next(iter(self._handed)), None)
+            self._handed[id(session)] = (session, host, chain)
 
     def resumed(self, obj: ssl.SSLObject | ssl.SSLSocket, raw: Any, host: str) -> list[Any]:
-        """The remembered chain of the session ``obj`` resumed (``[]`` if it did not)."""
+        """The remembered chain of the session ``obj`` resumed (``[]`` if it did not, or
+        that session was not handed out by this context for ``host``)."""
         if not raw.session_reused:
             return []
-        session = raw.session
-        if session is None:
+        # OpenSSL resumes only the session it was offered: that object decides.
+        offered = getattr(obj, "_session", None)
+        entry = None if offered is None else self._handed.get(id(offered))
+        if entry is None or entry[0] is not offered or entry[1] != host:
             return []
-        return list(self._chains.get((host, session.id), ()))
+        return list(entry[2])
 
     @staticmethod
     def _verified(raw: Any, obj: ssl.SSLObject | ssl.SSLSocket) -> list[Any]:
@@ -500,6 +533,53 @@ class _RecheckedSSLSocket(_Recheck, PinnedSSLSocket):
         return super().send(data, flags)
 
 
+class _Unchecked:
+    """A static policy's TLS object until ``do_handshake()`` has checked its pins.
+
+    A read or write before that lets OpenSSL complete the handshake by itself, so the check
+    would never run: it runs ``do_handshake()`` (and the check) first, raising what that
+    raises (``SSLWantReadError`` included). Once the check passes, the object becomes its
+    plain pinned class, which adds nothing to reads and writes."""
+
+    _checked: ClassVar[type]
+    _sslobj: Any
+
+    def _handshake_first(self) -> None:
+        # A bound method taken before the switch still comes here: then nothing to do.
+        # Unconnected or unwrapped (no _sslobj): the stdlib says so.
+        if isinstance(self, _Unchecked) and self._sslobj is not None:
+            self.do_handshake()
+
+    def do_handshake(self, *args: Any) -> None:
+        super().do_handshake(*args)  # type: ignore[misc]
+        self.__class__ = self._checked
+
+
+# The stdlib methods are named, not reached by super(): the class changes on the way.
+class _UncheckedObject(_Unchecked):
+    def read(self, *args: Any) -> Any:
+        self._handshake_first()
+        return ssl.SSLObject.read(self, *args)  # type: ignore[arg-type]
+
+    def write(self, data: Any) -> int:
+        self._handshake_first()
+        return ssl.SSLObject.write(self, data)  # type: ignore[arg-type]
+
+
+class _UncheckedSocket(_Unchecked):
+    def read(self, *args: Any) -> Any:
+        self._handshake_first()
+        return ssl.SSLSocket.read(self, *args)  # type: ignore[arg-type]
+
+    def write(self, data: Any) -> int:
+        self._handshake_first()
+        return ssl.SSLSocket.write(self, data)  # type: ignore[arg-type]
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._handshake_first()
+        return ssl.SSLSocket.send(self, data, flags)  # type: ignore[arg-type]
+
+
 def install_pin_check(
     context: ssl.SSLContext,
     source: PinSource,
@@ -512,6 +592,7 @@ def install_pin_check(
     ``check`` shares an existing :class:`PinCheck` of ``source`` (a proxy's context and the
     origin's then count and report into the same observers)."""
     _require_verification(context)
+    _require_own_wrappers(context)
     current: Any = context.sslobject_class
     if isinstance(current, type) and issubclass(current, PinnedSSLObject):
         if current.pin_check.source is source:
@@ -526,6 +607,13 @@ def install_pin_check(
             f"this SSLContext has a custom sslobject_class ({current!r}); pinsdk cannot "
             "install its pin check on it"
         )
+    if context.sslsocket_class is not ssl.SSLSocket:
+        # Skipping it would leave blocking sockets (pinsdk.Client, requests, urllib3)
+        # unpinned without a word.
+        raise PinConfigError(
+            f"this SSLContext has a custom sslsocket_class ({context.sslsocket_class!r}); "
+            "pinsdk cannot install its pin check on it"
+        )
     if check is None:
         check = PinCheck(source)
     elif check.source is not source:
@@ -534,12 +622,46 @@ def install_pin_check(
     attributes = {"pin_check": check, "pin_source": source}
     # A static policy never changes: its connections need no recheck, and cost nothing.
     changing = not isinstance(source, PinPolicy)
-    object_class = _RecheckedSSLObject if changing else PinnedSSLObject
-    socket_class = _RecheckedSSLSocket if changing else PinnedSSLSocket
-    context.sslobject_class = type("PinnedSSLObject", (object_class,), attributes)
-    if context.sslsocket_class is ssl.SSLSocket:
-        context.sslsocket_class = type("PinnedSSLSocket", (socket_class,), attributes)
+    if changing:  # its read and write guards also cover a read or write before the check
+        context.sslobject_class = type("PinnedSSLObject", (_RecheckedSSLObject,), attributes)
+        context.sslsocket_class = type("PinnedSSLSocket", (_RecheckedSSLSocket,), attributes)
+        return context
+    checked_object = type("PinnedSSLObject", (PinnedSSLObject,), attributes)
+    checked_socket = type("PinnedSSLSocket", (PinnedSSLSocket,), attributes)
+    context.sslobject_class = type(
+        "PinnedSSLObject", (_UncheckedObject, checked_object), {"_checked": checked_object}
+    )
+    context.sslsocket_class = type(
+        "PinnedSSLSocket", (_UncheckedSocket, checked_socket), {"_checked": checked_socket}
+    )
     return context
+
+
+def _require_own_wrappers(context: ssl.SSLContext) -> None:
+    # The check rides on the classes the stdlib's wrap_socket/wrap_bio instantiate. A
+    # subclass with wrappers of its own (truststore.SSLContext hands every connection to
+    # an inner context) may never create them: its connections would go unpinned. Judged
+    # by where the method was defined, not by identity with ssl.SSLContext's, which
+    # truststore.inject_into_ssl() replaces with its own class.
+    kind = type(context)  # not context.__class__, which truststore overrides
+    for name in ("wrap_socket", "wrap_bio"):
+        method = getattr(kind, name, None)
+        if (
+            getattr(method, "__module__", None) != "ssl"
+            or getattr(method, "__qualname__", None) != f"SSLContext.{name}"
+        ):
+            remedy = (
+                "ssl.SSLContext itself was replaced (truststore.inject_into_ssl()): "
+                "undo it (truststore.extract_from_ssl()) before building pinned clients"
+                if ssl.SSLContext is kind
+                else "pass verify=True, a CA bundle path or a plain ssl.SSLContext "
+                "(ssl.create_default_context())"
+            )
+            raise PinConfigError(
+                f"this SSLContext ({kind.__module__}.{kind.__qualname__}) has its own "
+                f"{name}(); pinsdk cannot make sure its pin check runs on its connections; "
+                + remedy
+            )
 
 
 def _require_verification(context: ssl.SSLContext) -> None:

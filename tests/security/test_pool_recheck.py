@@ -252,10 +252,15 @@ async def test_failing_pin_source_refuses_the_pooled_connection(
 
 
 def test_static_policy_installs_no_per_write_check(pins: dict[str, str]) -> None:
-    """A PinPolicy never changes: its TLS objects are the plain pinned classes."""
+    """A PinPolicy never changes: once checked, its TLS objects are the plain pinned classes
+    (until then a read or write runs the handshake and its check first)."""
     static = pinsdk.pinned_ssl_context(policy(pins, 1))
-    assert static.sslobject_class.write is ssl.SSLObject.write
-    assert static.sslsocket_class.send is ssl.SSLSocket.send
+    checked_object = static.sslobject_class._checked  # type: ignore[attr-defined]
+    checked_socket = static.sslsocket_class._checked  # type: ignore[attr-defined]
+    assert checked_object.write is ssl.SSLObject.write
+    assert checked_object.read is ssl.SSLObject.read
+    assert checked_socket.send is ssl.SSLSocket.send
+    assert checked_socket.read is ssl.SSLSocket.read
     dynamic = pinsdk.pinned_ssl_context(Swappable(policy(pins, 1)))
     assert dynamic.sslobject_class.write is not ssl.SSLObject.write
 
