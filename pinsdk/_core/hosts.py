@@ -29,37 +29,46 @@ _COMMON = rf"(?:\*\*?\.)?(?:{_LABEL}\.)*(?!0x[0-9a-f]+(?:\n|\Z)){_LABEL}(?<=[a-z
 _COMMON_LINES = re.compile(rf"(?:{_COMMON}\n)*{_COMMON}")
 
 
-def all_common_patterns(patterns: list[str]) -> bool:
+def all_common_patterns(patterns: list[str], longest: int | None = None) -> bool:
     """Whether every pattern is already canonical and of the common shape (the caller
-    also bounds their length). Such a pattern parses to itself, with no normalising."""
+    also bounds their length, and may pass the longest). Such a pattern parses to
+    itself, with no normalising."""
     joined = "\n".join(patterns)
     # A pattern holding a line break would pass as two lines: count them too.
     if joined.count("\n") != len(patterns) - 1:
         return False
-    return _plainly_common(joined, patterns) or bool(_COMMON_LINES.fullmatch(joined))
+    return _plainly_common(joined, patterns, longest) or bool(_COMMON_LINES.fullmatch(joined))
 
 
 _SHAPE_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789_-.*\n"
-# Where one of these appears, a label is empty, starts or ends with "-", or a last label
-# may be a hexadecimal number: the regular expression decides.
-_NOT_PLAIN = ("..", ".\n", "\n.", "\n\n", "-.", ".-", "\n-", "-\n", ".0x", "\n0x")
+# A line break ends a pattern as a dot ends a label: read as one, a few searches find an
+# empty label, a "-" at a label's edge, or a label that begins with "0x" (which might be
+# a hexadecimal number, an address: the regular expression decides).
+_AS_LABELS = bytes.maketrans(b"\n", b".")
+_NOT_PLAIN = (b"..", b"-.", b".-", b".0x")
+# Digits and "_" as "0": a "0" before a line break is a pattern not ending in a letter.
+_AS_ZERO = bytes.maketrans(b"0123456789_", b"00000000000")
 
 
-def _plainly_common(joined: str, patterns: list[str]) -> bool:
+def _plainly_common(joined: str, patterns: list[str], longest: int | None = None) -> bool:
     """A sufficient test for _COMMON_LINES in a few passes of C code (the regular
     expression costs ~35 ns a character; large documents are tens of megabytes): only
     the allowed characters, "*" only in a leading "*." or "**.", no empty label and no
     "-" at a label's edge, every last label ends in a letter and begins with no "0x",
-    and no pattern longer than a label may be. False means "ask the regular expression"."""
+    and no pattern longer than a label may be (``longest``, when the caller knows it).
+    False means "ask the regular expression"."""
     try:
         raw = joined.encode("ascii")
     except UnicodeEncodeError:
         return False
-    if not raw or raw.translate(None, _SHAPE_CHARS) or max(map(len, patterns)) > 63:
+    if longest is None:
+        longest = max(map(len, patterns))
+    if not raw or longest > 63 or raw.translate(None, _SHAPE_CHARS):
         return False
     if raw[:1] in b".-\n" or raw[-1:] in b".-\n" or raw[:2] == b"0x":
         return False
-    if any(bad in joined for bad in _NOT_PLAIN):
+    labels = raw.translate(_AS_LABELS)
+    if any(bad in labels for bad in _NOT_PLAIN):
         return False
     stars = raw.count(b"*")
     if stars:
@@ -67,8 +76,9 @@ def _plainly_common(joined: str, patterns: list[str]) -> bool:
         double = raw.count(b"\n**.") + raw.startswith(b"**.")
         if stars != leading + 2 * double:
             return False
-    last = "".join([p[-1] for p in patterns]).encode("ascii")
-    return not last.translate(None, b"abcdefghijklmnopqrstuvwxyz")
+    del labels
+    # What may end a pattern now: a letter, a digit or "_" (".", "-" and "*" are out).
+    return b"0\n" not in raw.translate(_AS_ZERO) and raw[-1:].isalpha()
 
 
 # A label that makes a name an IPv4 address when it is the last one (WHATWG URL's "ends
@@ -220,16 +230,6 @@ class HostPattern:
         if _ip_literal(base) is not None:
             raise PinConfigError(f"host pattern {pattern!r} puts a wildcard on an IP address")
         return cls(kind, base, ("**." if kind is PatternKind.ANY_LABELS else "*.") + base)
-
-    @classmethod
-    def _canonical(cls, text: str) -> HostPattern:
-        """A pattern already in canonical form (the bulk loader checked it): split, not
-        normalised again. ``parse(text)`` gives the same value."""
-        if text[:3] == "**.":
-            return cls(PatternKind.ANY_LABELS, text[3:], text)
-        if text[:2] == "*.":
-            return cls(PatternKind.ONE_LABEL, text[2:], text)
-        return cls(PatternKind.EXACT, text, text)
 
     def matches(self, host: str, *, include_subdomains: bool = False) -> bool:
         """Whether a normalised host name matches (the readable reference implementation)."""

@@ -1,13 +1,9 @@
-"""The host index of a policy and the bulk loader of its entries (pure code).
+"""The bulk loader of a policy's entries (pure code).
 
-A policy's entries are indexed by the name a host must equal (``exact``), be the child of
-(``parent``: ``*.`` patterns, and every entry that matches names below its base) or be
-further below (``under``: ``**.`` patterns and ``include_subdomains``), so a lookup costs
-one dict probe for the host, one for its parent, and one per deeper depth at which some
-base is indexed, whatever the number of entries. :func:`parse_entries` validates and
-indexes a document's entries (``domains`` and ``host_groups``) in one pass, keeping the
-common ones as rows until a lookup needs their :class:`DomainPins`; :func:`realise` builds
-that value.
+:func:`parse_entries` validates a document's entries (``domains`` and ``host_groups``) in
+one pass and packs them into a :class:`~.hosttable.HostTable`, keeping the common ones as
+rows (a base name and a shared meta) until a lookup needs their :class:`DomainPins`;
+:func:`build_index` packs entries that are objects already.
 """
 
 from __future__ import annotations
@@ -16,108 +12,18 @@ import logging
 import sys
 from collections.abc import Iterable, Mapping
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any
 
-from .domain import MODES, DomainPins, Mode
+from .domain import MODES, DomainPins
 from .errors import PinConfigError
-from .hosts import HostPattern, PatternKind, all_common_patterns
+from .hosts import all_common_patterns
+from .hosttable import ANY, EXACT, KIND_NUMBERS, ONE, HostTable, Meta, levels_of
 from .pins import known_pin_sets, parse_pins
 from .schema import DOMAIN, HOST_GROUP, check_keys
 
-__all__ = ["Index", "Indexes", "Parts", "Rows", "build_index", "parse_entries", "realise"]
+__all__ = ["build_index", "parse_entries"]
 
 logger = logging.getLogger("pinsdk")
-
-# A bucket is an entry number (one entry not yet realised), or a tuple of entry numbers
-# and DomainPins; once a lookup needs it, a tuple of DomainPins. See PinPolicy._lookup.
-Index = dict[str, Any]
-# exact, parent, under, and the depths (dot counts) of the under keys, deepest first.
-Indexes = tuple[Index, Index, Index, tuple[int, ...]]
-
-# The pin set, include_subdomains and mode of a row: one shared tuple per combination.
-Template = tuple[frozenset[str], bool, Mode]
-
-
-class Rows(NamedTuple):
-    """Common entries not yet built, as two columns (fewer objects to allocate, and for
-    the garbage collector to visit, than a tuple per entry). ``hosts[i]`` is the
-    canonical pattern text; entries that are objects already hold ``None`` there."""
-
-    hosts: list[str | None]
-    templates: list[Template | None]
-
-
-class Parts(NamedTuple):
-    """What a policy is made of: entries (``None`` where a row waits to be realised),
-    rows, the index buckets, and whether some entry expires."""
-
-    entries: list[DomainPins | None]
-    rows: Rows | None
-    buckets: Indexes
-    expiring: bool
-
-
-def _add(index: Index, key: str, i: int) -> None:
-    """Add entry number ``i`` to a bucket, keeping the bucket in document order."""
-    known = index.get(key)
-    if known is None:
-        index[key] = i
-    elif type(known) is int:
-        index[key] = (known, i) if known < i else (i, known)
-    else:
-        index[key] = (*known, i) if known[-1] < i else tuple(sorted((*known, i)))
-
-
-_SLICE = 50_000
-
-
-def _add_all(index: Index, pairs: list[tuple[str, int]]) -> Index:
-    """``index`` with many (key, entry number) pairs added (the same dict, or a new one
-    when ``index`` was empty): in C when no key is there yet or repeated, the usual case,
-    instead of a Python call per entry."""
-    if not pairs:
-        return index
-    fresh: Index = {}
-    # In slices: between two C calls another thread (the event loop, when a document is
-    # judged in a worker) can take the GIL; one call over a million pairs holds it ~0.3 s.
-    for start in range(0, len(pairs), _SLICE):
-        fresh.update(pairs[start : start + _SLICE])
-    if len(fresh) == len(pairs):
-        if not index:
-            return fresh
-        # Views: isdisjoint then walks the smaller side.
-        if index.keys().isdisjoint(fresh.keys()):
-            index.update(fresh)
-            return index
-    for key, i in pairs:
-        _add(index, key, i)
-    return index
-
-
-Pending = tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]
-
-
-def _place_group(pending: Pending, hosts: list[str], joined: str, sub: bool, first: int) -> None:
-    """Collect the (key, entry number) pairs of a host group's rows (numbered from
-    ``first``) for the exact, parent and under indexes, as _place_row places a row: all
-    groups' pairs are added at once (see _add_all)."""
-    exact, parent, under = pending
-    pairs = list(zip(hosts, range(first, first + len(hosts)), strict=True))
-    if "*" in joined:
-        plain = [p for p in pairs if p[0][:1] != "*"]
-        ones = [(h[2:], i) for h, i in pairs if h[:2] == "*."]
-        anys = [(h[3:], i) for h, i in pairs if h[:3] == "**."]
-    else:
-        plain, ones, anys = pairs, [], []
-    exact += plain
-    exact += anys
-    parent += ones
-    parent += anys
-    under += anys
-    if sub:
-        parent += plain
-        under += plain
-        under += ones
 
 
 def _group(data: object, limit: int) -> tuple[list[Any], frozenset[str], Any, Any]:
@@ -149,14 +55,40 @@ def _group(data: object, limit: int) -> tuple[list[Any], frozenset[str], Any, An
     return hosts, pin_set, sub, mode
 
 
+class _Metas:
+    """Numbers for the metas of rows (pin set, include_subdomains, mode, kind): a row
+    stores its meta's number, one small int, instead of its own tuple. Number 0 marks an
+    entry that is an object already."""
+
+    def __init__(self) -> None:
+        self.metas: list[Meta | None] = [None]
+        self.levels: list[int] = [0]
+        self._numbers: dict[Meta, int] = {}
+
+    def number(self, pins: frozenset[str], sub: bool, mode: Any, kind: int) -> int:
+        meta: Meta = (pins, sub, mode, kind)
+        n = self._numbers.get(meta)
+        if n is None:
+            n = self._numbers[meta] = len(self.metas)
+            self.metas.append(meta)
+            self.levels.append(levels_of(kind, sub))
+        return n
+
+
+# A pattern read as if canonical (parse_entries redoes everything if it is not) has
+# as its kind number (EXACT, ONE, ANY) its count of leading "*": str.count(h, "*", 0, 2).
+_STAR, _ZERO, _TWO = repeat("*"), repeat(0), repeat(2)
+
+
 def parse_entries(
     entries: Iterable[Any],
     max_pins: int | None,
     require_backup: bool,
     groups: Iterable[Any] = (),
-) -> Parts:
-    """Validate and index a list of entry dicts, then the hosts of ``groups`` (host
-    groups: many hosts sharing one pin list), in one pass.
+) -> tuple[HostTable, bool]:
+    """Validate and pack a list of entry dicts, then the hosts of ``groups`` (host
+    groups: many hosts sharing one pin list), in one pass; also returns whether some
+    entry expires.
 
     An entry of the usual shape (a canonical ASCII host or pattern, pins validated
     before, no expiry or report_uri) skips the general parser and stays a row: all such
@@ -169,16 +101,12 @@ def parse_entries(
     ``max_pins`` bounds each pin list (a resource limit for untrusted documents).
     """
     items = entries if isinstance(entries, list) else list(entries)
-    objects: list[DomainPins | None] = [None] * len(items)
-    rows = Rows([], [])
-    row_hosts, row_templates = rows
-    general = False  # whether some entry took the general path
+    objects: dict[int, DomainPins] = {}  # by entry number (1-based)
+    hosts_of: list[str | None] = []  # a row's pattern text; None for an object
+    meta_of: list[int] = []
+    metas = _Metas()
     single: list[int] = []  # enforced with one pin: warned about once all is valid
-    exact: Index = {}
-    parent: Index = {}
-    under: Index = {}
     keys, modes, known_sets = DOMAIN.keys, MODES, known_pin_sets()
-    templates: dict[Template, Template] = {}
     limit = sys.maxsize if max_pins is None else max_pins
     expiring = False
     for i, data in enumerate(items):
@@ -201,12 +129,10 @@ def parse_entries(
                 if len(pins) > limit:
                     raise PinConfigError(f"domain {host!r} has {len(pins)} pins; at most {limit}")
                 if pin_set:
-                    template = (pin_set, sub, mode)
-                    row_hosts.append(host)
-                    row_templates.append(templates.setdefault(template, template))
+                    hosts_of.append(host)
+                    meta_of.append(metas.number(pin_set, sub, mode, host.count("*", 0, 2)))
                     if mode == "enforce" and len(pin_set) < 2:
                         single.append(i)
-                    _place_row(exact, parent, under, host, sub, i)
                     continue
         if isinstance(data, Mapping):
             pins = data.get("pins")
@@ -215,49 +141,45 @@ def parse_entries(
                     f"domain {data.get('host')!r} has {len(pins)} pins; at most {limit}"
                 )
         entry = DomainPins.from_dict(data)
-        objects[i] = entry
-        general = True
-        row_hosts.append(None)
-        row_templates.append(None)
+        objects[i + 1] = entry
+        hosts_of.append(None)
+        meta_of.append(0)
         if entry.expires_at is not None:
             expiring = True
         if entry.mode == "enforce" and len(entry.pins) < 2:
             single.append(i)
-        pattern = entry.pattern
-        place(exact, parent, under, pattern.kind, pattern.base, entry.include_subdomains, i)
     # Host groups: validated as a group (pins once), their hosts as rows.
-    grouped: list[tuple[list[Any], Template]] = []
+    grouped: list[tuple[list[Any], tuple[frozenset[str], bool, Any]]] = []
     odd = False  # a group host that is no string: the general path below names it
-    pending: Pending = ([], [], [])
     for data in groups if isinstance(groups, list) else list(groups):
         hosts, pin_set, sub, mode = _group(data, limit)
-        template = (pin_set, sub, mode)
-        template = templates.setdefault(template, template)
-        grouped.append((hosts, template))
+        grouped.append((hosts, (pin_set, sub, mode)))
         try:
             joined = "\n".join(hosts)
         except TypeError:
             odd = True
         if odd:
             continue
-        first = len(row_hosts)
-        row_hosts += hosts
-        row_templates += [template] * len(hosts)
+        first = len(hosts_of)
+        hosts_of += hosts
+        if "*" in joined:
+            numbers = [metas.number(pin_set, sub, mode, k) for k in (EXACT, ONE, ANY)]
+            meta_of += map(numbers.__getitem__, map(str.count, hosts, _STAR, _ZERO, _TWO))
+        else:
+            meta_of += [metas.number(pin_set, sub, mode, EXACT)] * len(hosts)
         if mode == "enforce" and len(pin_set) < 2:
             single += range(first, first + len(hosts))
-        _place_group(pending, hosts, joined, sub, first)
-    exact, parent, under = (
-        _add_all(index, pairs) for index, pairs in zip((exact, parent, under), pending, strict=True)
-    )
-    del pending
-    objects += [None] * (len(row_hosts) - len(objects))
     # A canonical name of this shape ends in a letter: no address, so every option is
     # valid for it. Any other host (to normalise, or wrong) takes the general path.
-    common: list[Any] = [h for h in row_hosts if h is not None] if general else row_hosts
-    if odd or (common and not (max(map(len, common)) <= 253 and all_common_patterns(common))):
+    common: list[Any] = [h for h in hosts_of if h is not None] if objects else hosts_of
+    # In slices, as HostTable indexes them: the event loop can run between two.
+    longest = max(
+        (max(map(len, common[i : i + 50_000])) for i in range(0, len(common), 50_000)), default=0
+    )
+    if odd or (common and not (longest <= 253 and all_common_patterns(common, longest))):
         every = [
-            DomainPins.from_dict(items[i]) if built is None else built
-            for i, built in enumerate(objects[: len(items)])
+            DomainPins.from_dict(data) if i + 1 not in objects else objects[i + 1]
+            for i, data in enumerate(items)
         ]
         for hosts, (pin_set, sub, mode) in grouped:
             pin_list = sorted(pin_set)
@@ -267,87 +189,31 @@ def parse_entries(
                 )
                 for h in hosts
             ]
-        index, expiring = build_index(tuple(every), require_backup)
-        return Parts(list(every), None, index, expiring)
+        return build_index(tuple(every), require_backup)
     for i in single:
-        built = objects[i]
+        row = hosts_of[i]
         # A row's host is its canonical pattern text, which is what DomainPins.host gives.
-        host = built.host if built is not None else row_hosts[i]
-        assert host is not None
-        no_backup(host, require_backup)
-    return Parts(objects, rows, (exact, parent, under, _depths(under)), expiring)
+        no_backup(objects[i + 1].host if row is None else row, require_backup)
+    del common
+    # A row's base is its text without "*." or "**." (one comprehension: a million rows).
+    texts: list[str] = [h or "" for h in hosts_of] if objects else hosts_of  # type: ignore[assignment]
+    bases = [h if h[:1] != "*" else h[3:] if h[:3] == "**." else h[2:] for h in texts]
+    levels = list(map(metas.levels.__getitem__, meta_of))
+    found_in: list[Any] = meta_of  # a meta number, or the entry itself
+    for n, entry in objects.items():
+        bases[n - 1] = entry.pattern.base
+        levels[n - 1] = levels_of(KIND_NUMBERS[entry.pattern.kind], entry.include_subdomains)
+        found_in[n - 1] = entry
+    del hosts_of, texts
+    return HostTable(bases, found_in, levels, metas.metas, tuple(objects.values())), expiring
 
 
-def _depths(under: Index) -> tuple[int, ...]:
-    return tuple(sorted(set(map(str.count, under, repeat("."))), reverse=True))
-
-
-def _place_row(exact: Index, parent: Index, under: Index, host: str, sub: bool, i: int) -> None:
-    """Place a row as place() would, its pattern read as if canonical (parse_entries
-    redoes everything if it is not)."""
-    if host[:1] != "*":  # exact
-        _add(exact, host, i)
-        if sub:
-            _add(parent, host, i)
-            _add(under, host, i)
-    elif host[:3] == "**.":
-        base = host[3:]
-        _add(exact, base, i)
-        _add(parent, base, i)
-        _add(under, base, i)
-    else:
-        base = host[2:]
-        _add(parent, base, i)
-        if sub:  # "*." with include_subdomains
-            _add(under, base, i)
-
-
-def place(
-    exact: Index,
-    parent: Index,
-    under: Index,
-    kind: PatternKind,
-    base: str,
-    sub: bool,
-    value: Any,
-) -> None:
-    """Add ``value`` (an entry number or a DomainPins) to the buckets an entry belongs to
-    (tuples keep entries in order): ``exact`` for a name equal to the base, ``parent``
-    for a name one label below it, ``under`` for a name further below."""
-    add = _add if type(value) is int else _add_object
-    if kind is PatternKind.EXACT or kind is PatternKind.ANY_LABELS:
-        add(exact, base, value)
-        if kind is PatternKind.ANY_LABELS or sub:
-            add(parent, base, value)
-            add(under, base, value)
-    else:
-        add(parent, base, value)
-        if sub:
-            add(under, base, value)
-
-
-def _add_object(index: Index, key: str, value: Any) -> None:
-    known = index.get(key)
-    index[key] = (value,) if known is None else (*known, value)
-
-
-def realise(rows: Rows | None, i: int) -> DomainPins:
-    """The :class:`DomainPins` of row ``i`` (a row is valid already: see parse_entries)."""
-    assert rows is not None
-    host, template = rows.hosts[i], rows.templates[i]
-    assert host is not None
-    assert template is not None
-    pins, sub, mode = template
-    return DomainPins._common(HostPattern._canonical(host), pins, sub, mode)
-
-
-def build_index(domains: tuple[DomainPins, ...], require_backup: bool) -> tuple[Indexes, bool]:
-    """Index domains by the name a host must equal, be the parent of, or be under; check
-    each entry on the way (one pass). Also returns whether some entry expires."""
-    exact: Index = {}
-    parent: Index = {}  # the host's immediate parent is the key
-    under: Index = {}  # the host is further below the key
+def build_index(domains: tuple[DomainPins, ...], require_backup: bool) -> tuple[HostTable, bool]:
+    """Pack entries that are objects already; check each on the way (one pass). Also
+    returns whether some entry expires."""
     expiring = False
+    bases: list[str] = []
+    levels: list[int] = []
     for d in domains:
         if type(d) is not DomainPins and not isinstance(d, DomainPins):
             raise PinConfigError(f"domains must hold DomainPins, not {d!r}")
@@ -355,8 +221,9 @@ def build_index(domains: tuple[DomainPins, ...], require_backup: bool) -> tuple[
             expiring = True
         if d.mode == "enforce" and len(d.pins) < 2:
             no_backup(d.host, require_backup)
-        place(exact, parent, under, d.pattern.kind, d.pattern.base, d.include_subdomains, d)
-    return (exact, parent, under, _depths(under)), expiring
+        bases.append(d.pattern.base)
+        levels.append(levels_of(KIND_NUMBERS[d.pattern.kind], d.include_subdomains))
+    return HostTable(bases, domains, levels, [None], domains), expiring
 
 
 def no_backup(host: str, require_backup: bool) -> None:

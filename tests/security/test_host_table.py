@@ -1,0 +1,155 @@
+"""The host table (one dict of base names, built lazily) against a brute-force reference.
+
+Every entry of a policy is matched one by one against the host with a model on label
+lists (no suffix tricks, no index); the answer must be the same entries, in the same
+order: the host's own entries, then its parent's, then deeper ancestors' (nearest first),
+each in document order. Policies are generated to be hostile to an index: bases that
+repeat (with other kinds, flags and pins), bases that are suffixes of each other, hosts
+that are prefixes of bases, and entries that are objects (an expiry) among rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import pinsdk
+
+A = "sha256/" + base64.b64encode(b"a" * 32).decode()
+B = "sha256/" + base64.b64encode(b"b" * 32).decode()
+C = "sha256/" + base64.b64encode(b"c" * 32).decode()
+
+# Few labels, so bases collide, nest and repeat.
+labels = st.sampled_from(["a", "b", "ab", "x-y", "c1", "q"])
+names = st.lists(labels, min_size=1, max_size=4)
+entries = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(["", "*.", "**."]),
+        "base": names,
+        "sub": st.booleans(),
+        "mode": st.sampled_from(["enforce", "report"]),
+        "pins": st.sampled_from([[A, B], [B, C], [A, C]]),
+        "expires": st.sampled_from([None, None, None, "2999-01-01T00:00:00Z"]),
+    }
+)
+
+
+def _distance(kind: str, base: list[str], host: list[str], sub: bool) -> int | None:
+    """How many labels ``host`` has below ``base`` if the entry matches it, else None."""
+    extra = len(host) - len(base)
+    if extra < 0 or host[extra:] != base:
+        return None
+    if kind == "":
+        ok = extra == 0 or (sub and extra >= 1)
+    elif kind == "*.":
+        ok = extra == 1 or (sub and extra >= 1)
+    else:
+        ok = True
+    return extra if ok else None
+
+
+def _document(drawn: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for e in drawn:
+        doc: dict[str, Any] = {
+            "host": e["kind"] + ".".join(e["base"]),
+            "pins": e["pins"],
+            "include_subdomains": e["sub"],
+            "mode": e["mode"],
+        }
+        if e["expires"]:
+            doc["expires"] = e["expires"]
+        out.append(doc)
+    return out
+
+
+def _expected(drawn: list[dict[str, Any]], host: list[str]) -> list[int]:
+    """Entry positions matching ``host``, in the order a lookup must give them."""
+    found = []
+    for k, e in enumerate(drawn):
+        d = _distance(e["kind"], e["base"], host, e["sub"])
+        if d is not None:
+            found.append((d, k))
+    return [k for _, k in sorted(found)]
+
+
+@given(
+    st.lists(entries, min_size=1, max_size=12),
+    st.lists(st.lists(labels, min_size=0, max_size=3), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_lookups_agree_with_matching_every_entry(
+    drawn: list[dict[str, Any]], prefixes: list[list[str]], domains_first: bool
+) -> None:
+    document = _document(drawn)
+    policies = [
+        pinsdk.PinPolicy.from_dict({"domains": document}),  # rows (and objects)
+        pinsdk.PinPolicy([pinsdk.DomainPins.from_dict(d) for d in document]),  # objects
+    ]
+    hosts = {tuple(p + e["base"]) for p in prefixes for e in drawn}
+    hosts |= {tuple(e["base"][1:]) for e in drawn if len(e["base"]) > 1}
+    for policy in policies:
+        if domains_first:  # every entry built by `domains` before any lookup, or after
+            assert [d.host for d in policy.domains] == [d["host"] for d in document]
+        for host in sorted(hosts):
+            got = policy.lookup(".".join(host))
+            want = [policy.domains[k] for k in _expected(drawn, list(host))]
+            assert list(got) == want, (host, document)
+            # One object per entry, whichever of lookup and `domains` built it first.
+            assert all(any(g is d for d in policy.domains) for g in got)
+        assert [d.host for d in policy.domains] == [d["host"] for d in document]
+        assert len(policy.domains) == len(document)
+
+
+def test_a_repeated_base_keeps_document_order_everywhere() -> None:
+    document = [
+        {"host": "**.a.example", "pins": [A, B]},
+        {"host": "b.example", "pins": [A, B]},
+        {"host": "a.example", "pins": [B, C]},
+        {"host": "*.a.example", "pins": [A, C], "include_subdomains": True},
+        {"host": "a.example", "pins": [A, C], "mode": "report"},
+    ]
+    policy = pinsdk.PinPolicy.from_dict({"domains": document})
+    assert [d.host for d in policy.lookup("a.example")] == [
+        "**.a.example",
+        "a.example",
+        "a.example",
+    ]
+    assert [d.host for d in policy.lookup("x.a.example")] == ["**.a.example", "*.a.example"]
+    assert [d.host for d in policy.domains] == [d["host"] for d in document]
+    assert policy == pinsdk.PinPolicy.from_dict(policy.to_dict())
+
+
+def test_threads_building_the_same_entries_agree() -> None:
+    """Lookups on many threads build entries at once: each host gets its own entry,
+    equal on every thread, and `domains` agrees with all of them."""
+    document = [
+        {"host": f"h{i}.example", "pins": [A, B], "include_subdomains": i % 2 == 0}
+        for i in range(2000)
+    ]
+    policy = pinsdk.PinPolicy.from_dict({"domains": document})
+    start = threading.Barrier(6)
+    results: list[list[tuple[pinsdk.DomainPins, ...]]] = [[] for _ in range(6)]
+
+    def worker(n: int) -> None:
+        start.wait(10)
+        hosts = [f"x.h{i}.example" if n % 2 else f"h{i}.example" for i in range(2000)]
+        results[n] = [policy.lookup(h) for h in hosts]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    domains = policy.domains
+    for n, found in enumerate(results):
+        assert len(found) == 2000
+        for i, got in enumerate(found):
+            if n % 2 and i % 2:  # x.hI.example, hI without include_subdomains
+                assert got == ()
+            else:
+                assert got == (domains[i],)
