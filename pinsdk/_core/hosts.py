@@ -33,11 +33,20 @@ def all_common_patterns(patterns: list[str], longest: int | None = None) -> bool
     """Whether every pattern is already canonical and of the common shape (the caller
     also bounds their length, and may pass the longest). Such a pattern parses to
     itself, with no normalising."""
-    joined = "\n".join(patterns)
-    # A pattern holding a line break would pass as two lines: count them too.
-    if joined.count("\n") != len(patterns) - 1:
-        return False
-    return _plainly_common(joined, patterns, longest) or bool(_COMMON_LINES.fullmatch(joined))
+    # In slices: each C call over a slice is short, so that another thread (the event
+    # loop, while a large document is judged in a worker) gets the GIL between them.
+    for start in range(0, len(patterns), _SLICE):
+        some = patterns[start : start + _SLICE]
+        joined = "\n".join(some)
+        # A pattern holding a line break would pass as two lines: count them too.
+        if joined.count("\n") != len(some) - 1:
+            return False
+        if not (_plainly_common(joined, some, longest) or _COMMON_LINES.fullmatch(joined)):
+            return False
+    return True
+
+
+_SLICE = 50_000
 
 
 _SHAPE_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789_-.*\n"

@@ -124,9 +124,9 @@ class HostTable:
         return self._count
 
     def _entry(self, base: str, item: Item) -> DomainPins:
-        if type(item) is DomainPins:
+        if not isinstance(item, int):  # an entry that is an object already
             return item
-        meta = self._metas[item]  # type: ignore[index]
+        meta = self._metas[item]
         assert meta is not None  # meta 0 is never a row's
         pins, sub, mode, kind = meta
         pattern = HostPattern(_KINDS[kind], base, _PREFIXES[kind] + base)

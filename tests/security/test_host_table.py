@@ -153,3 +153,13 @@ def test_threads_building_the_same_entries_agree() -> None:
                 assert got == ()
             else:
                 assert got == (domains[i],)
+
+
+def test_entries_of_a_subclass_are_kept_as_given() -> None:
+    class Tagged(pinsdk.DomainPins):
+        pass
+
+    entry = Tagged("a.example", [A, B], include_subdomains=True)
+    policy = pinsdk.PinPolicy([entry, pinsdk.DomainPins("b.example", [A, C])])
+    assert policy.lookup("x.a.example")[0] is entry
+    assert policy.domains[0] is entry
