@@ -92,8 +92,9 @@ def parse_entries(
 
     An entry of the usual shape (a canonical ASCII host or pattern, pins validated
     before, no expiry or report_uri) skips the general parser and stays a row: all such
-    hosts are validated by one regular expression over the joined list, and the
-    :class:`DomainPins` is built when a lookup first needs it. Documents of thousands of
+    hosts are validated together (a few C passes over the joined list; a regular
+    expression decides what they cannot), and the :class:`DomainPins` is built when a
+    lookup first needs it. Documents of thousands of
     domains would otherwise spend most of their time in per-entry parsing and object
     construction. Anything else takes the general path, which validates it and names
     what is wrong. Both paths give equal values (a property test checks it); a group's
