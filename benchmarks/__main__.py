@@ -140,9 +140,9 @@ async def _run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]
 
 def _sync_stages(args: argparse.Namespace, info: dict[str, Any], out: dict[str, Any]) -> None:
     """The stages that run their own event loops (or none)."""
-    n = int(600 * (0.25 if args.quick else 1.0))
-    say(f"other clients, new connections, {n:,} pairs each")
-    out["clients"] = {k: c.as_dict() for k, c in clients.run(info, n, say).items()}
+    seconds = clients.STAGE_SECONDS * (0.25 if args.quick else 1.0)
+    say(f"other clients, new connections, up to {seconds:.0f} s")
+    out["clients"] = {k: c.as_dict() for k, c in clients.run(info, seconds, say).items()}
     counts = tuple(c for c in scale.COUNTS if not args.quick or c <= 100_000)
     say(f"scale: {', '.join(f'{c:,}' for c in counts)} domains")
     out["scale"] = scale.run(counts, say)
@@ -204,13 +204,24 @@ def _table(results: dict[str, Any]) -> str:
             f"p99 {p['p99_ms']:.2f} ms"
         )
     if "clients" in results:
-        lines.append("Other clients, new connections (ratio to the same client unpinned):")
+        lines.append(
+            "Other clients, new connections (ratio to the same client unpinned, 95 % "
+            "interval; latency, and the client's CPU time per request):"
+        )
         for name, row in results["clients"].items():
             c = _comparison(row)
-            lines.append(
+            line = (
                 f"  {name:45s} {c.ratio:.4f} [{c.ci_low:.4f}, {c.ci_high:.4f}]  "
                 f"(unpinned median {c.plain_median * 1e3:.2f} ms, n={c.n})"
             )
+            if "cpu" in row:
+                cpu = _comparison(row["cpu"])
+                line += (
+                    f"  CPU {cpu.ratio:.4f} [{cpu.ci_low:.4f}, {cpu.ci_high:.4f}] "
+                    f"({cpu.plain_median * 1e3:.2f} ms)"
+                )
+            lines.append(line)
+            lines.append(f"  {'':45s} checks: {clients.CHECKS.get(name, '?')}")
     if "scale" in results:
         lines += scale.table(results["scale"])
     return "\n".join(lines)
@@ -228,8 +239,11 @@ def judge(results: dict[str, Any]) -> list[goals.Judged]:
     for row in results.get("request_path", []):
         out.append(goals.at_most(row["name"], row["us"], REQUEST_PATH_GOAL_US, "µs"))
     for name, row in results.get("clients", {}).items():
-        if "pinned context" in name:
-            out.append(goals.ratio(f"{name}, new connection", _comparison(row), CLIENT_GOAL))
+        if name in clients.JUDGED:
+            cpu = _comparison(row["cpu"]) if "cpu" in row else None
+            out.append(
+                goals.ratio_or_bound(f"{name}, new connection", _comparison(row), cpu, CLIENT_GOAL)
+            )
     s = results.get("swaps_under_load")
     if s:
         out.append(

@@ -55,6 +55,23 @@ def ratio(name: str, comparison: Comparison, limit: float, note: str = "") -> Ju
     return Judged(name, measured, f"≤ {limit:.3f}", verdict, note)
 
 
+def ratio_or_bound(
+    name: str, latency: Comparison, bound: Comparison | None, limit: float
+) -> Judged:
+    """A latency ratio judged as :func:`ratio`; when its interval straddles the goal, a
+    ratio known to be at least as large (``bound``: the client's CPU time per request,
+    where all the added work is client CPU) settles it if its whole interval is at or
+    below the goal. A latency interval wholly above the goal is missed either way."""
+    judged = ratio(name, latency, limit)
+    if bound is None or judged.verdict != UNRESOLVED or bound.ci_high > limit:
+        return judged
+    note = (
+        f"by the client CPU ratio {bound.ratio:.4f} [{bound.ci_low:.4f}, "
+        f"{bound.ci_high:.4f}], which bounds the latency ratio"
+    )
+    return attrs.evolve(judged, verdict=MET, note=note)
+
+
 def flat(name: str, values: dict[int, float], factor: float, unit: str) -> Judged:
     """Flat in the count: the largest figure at most ``factor`` times the smallest."""
     low, high = min(values.values()), max(values.values())

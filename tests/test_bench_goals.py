@@ -21,6 +21,20 @@ def test_a_ratio_is_met_missed_or_not_resolved_by_its_interval() -> None:
     assert goals.ratio("r", _ratio(1.001, 1.004, 1.009), 1.005).verdict == goals.UNRESOLVED
 
 
+def test_a_straddling_latency_ratio_is_settled_by_its_cpu_bound_only_below_the_goal() -> None:
+    straddling = _ratio(0.995, 1.004, 1.013)
+    judged = goals.ratio_or_bound("r", straddling, _ratio(1.002, 1.005, 1.008), 1.01)
+    assert judged.verdict == goals.MET
+    assert "client CPU ratio 1.0050" in judged.note
+    assert goals.ratio_or_bound("r", straddling, _ratio(1.004, 1.008, 1.012), 1.01).verdict == (
+        goals.UNRESOLVED
+    )
+    assert goals.ratio_or_bound("r", straddling, None, 1.01).verdict == goals.UNRESOLVED
+    # The bound never overrides what the latency itself shows.
+    above = _ratio(1.011, 1.02, 1.03)
+    assert goals.ratio_or_bound("r", above, _ratio(1.0, 1.001, 1.002), 1.01).missed
+
+
 def test_bounds_flatness_and_linearity() -> None:
     assert goals.at_most("x", 0.9, 1.0, "µs").verdict == goals.MET
     assert goals.at_most("x", 1.1, 1.0, "µs").missed
@@ -82,7 +96,17 @@ def test_a_full_run_is_judged_on_every_goal_of_the_issue() -> None:
             k: getattr(_ratio(1.001, 1.003, 1.004), k) for k in Comparison.__annotations__
         }
     }
+    row = {k: getattr(_ratio(0.995, 1.004, 1.013), k) for k in Comparison.__annotations__}
+    cpu = {k: getattr(_ratio(1.002, 1.005, 1.008), k) for k in Comparison.__annotations__}
+    results["clients"] = {
+        "pinsdk.Client (sync)": {**row, "cpu": cpu},
+        "requests, pinned context": row,  # no CPU figure: stays unresolved
+        "aiohttp, Fingerprint (no chain verification)": row,  # for comparison, not judged
+    }
     judged = {j.name: j for j in judge(results)}
+    assert judged["pinsdk.Client (sync), new connection"].verdict == goals.MET
+    assert judged["requests, pinned context, new connection"].verdict == goals.UNRESOLVED
+    assert not any(name.startswith("aiohttp, Fingerprint") for name in judged)
     assert judged["per request, new connection, HTTP/1.1"].verdict == goals.MET
     assert judged["lookup, exact, 100,000 domains"].verdict == goals.MET
     assert judged["lookup, exact, 1,000,000 domains"].missed

@@ -214,6 +214,25 @@ def test_requests_adapter_never_runs_unverified(
     assert good.received == b""
 
 
+def test_requests_adapter_trusts_only_what_it_was_given(
+    servers: tuple[LoopbackTLSServer, LoopbackTLSServer], ca: trustme.CA, pinned: PinPolicy
+) -> None:
+    """requests names a CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE or certifi's) for each
+    pool; urllib3 would load it into the pinned context on every new connection."""
+    good, _ = servers
+    private = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default store: this CA only
+    ca.configure_trust(private)
+    adapter = recipe("requests")["PinnedAdapter"](pinned, private)
+    before = adapter.ssl_context.cert_store_stats()
+    assert before["x509_ca"] == 1
+    with requests.Session() as session:
+        session.mount("https://", adapter)
+        for _ in range(2):
+            assert session.get(good.url(), timeout=5).content == b"pinned ok"
+            adapter.poolmanager.clear()  # a new connection next time
+    assert adapter.ssl_context.cert_store_stats() == before
+
+
 def test_urllib3(
     servers: tuple[LoopbackTLSServer, LoopbackTLSServer],
     device_trust: Callable[[], ssl.SSLContext],
