@@ -161,10 +161,17 @@ def test_many_threads_while_the_policy_is_swapped(
             source.current = policy(pin, version)
         swapped.set()
 
-    # No keep-alive: sync httpx against the loopback server loses a kept-alive request now
-    # and then under threads, pinned or not; new connections are what reads the policy.
-    limits = httpx.Limits(max_connections=4, max_keepalive_connections=0)
-    with pinsdk.Client(pins=source, verify=device_trust(), limits=limits) as client:
+    # Each request on a connection of its own (new connections are what reads the policy),
+    # by ``Connection: close``, not by ``max_keepalive_connections=0``: httpcore 1.0.x's sync
+    # pool can close a connection it has already handed to a waiting request, from another
+    # thread, once that request is under way (EBADF, or TLS records on a reused descriptor;
+    # encode/httpcore#1110, plain httpx too). A connection the server closes after its
+    # response is closed by the thread that used it and is never idle in the pool, so no
+    # other thread closes it; max_connections=4 keeps the eight threads queueing for it.
+    limits = httpx.Limits(max_connections=4)
+    with pinsdk.Client(
+        pins=source, verify=device_trust(), limits=limits, headers={"Connection": "close"}
+    ) as client:
 
         def worker(n: int) -> int:
             done = 0
@@ -185,6 +192,7 @@ def test_many_threads_while_the_policy_is_swapped(
         assert swapped.wait(10)
         assert errors == []
         before = len(server.requests)
+        assert server.handshakes_completed == before == 200  # a new connection each
         source.current = policy(pins["intermediate"], 1000, deny=(pins["leaf"],))
         with ThreadPoolExecutor(4) as pool:
             urls = [server.url(path=f"/x{i}") for i in range(8)]
