@@ -145,7 +145,7 @@ def _sync_stages(args: argparse.Namespace, info: dict[str, Any], out: dict[str, 
     out["clients"] = {k: c.as_dict() for k, c in clients.run(info, seconds, say).items()}
     counts = tuple(c for c in scale.COUNTS if not args.quick or c <= 100_000)
     say(f"scale: {', '.join(f'{c:,}' for c in counts)} domains")
-    out["scale"] = scale.run(counts, say)
+    out["scale"] = scale.run(counts, say, 2 if args.quick else scale.LOOKUP_PROCESSES)
 
 
 def _micro_table(results: dict[str, Any]) -> list[str]:
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale:
         counts = tuple(c for c in scale.COUNTS if not args.quick or c <= 100_000)
         say(f"scale: {', '.join(f'{c:,}' for c in counts)} domains")
-        results["scale"] = scale.run(counts, say)
+        results["scale"] = scale.run(counts, say, 2 if args.quick else scale.LOOKUP_PROCESSES)
     else:
         say("starting the responder (its own process)")
         proc, info = _start_responder()

@@ -13,6 +13,8 @@ import hashlib
 import json
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -34,6 +36,10 @@ SAMPLE = 500  # distinct hosts looked up per kind (fewer where the set has fewer
 # Beyond this many domains the one-entry-per-object JSON shape is not signed and verified
 # (a 1,000,000-domain document of it is 265 MB): host groups are what large sets use.
 PLAIN_UP_TO = 100_000
+# A lookup's time depends on the process it runs in by up to 2 × (the same code, seed and
+# machine: where the interpreter's objects sit in memory decides its cache hits), so each
+# count's lookups are timed in this many fresh processes and the median is reported.
+LOOKUP_PROCESSES = 5
 
 
 def _pin(seed: int) -> str:
@@ -131,6 +137,23 @@ def lookups(policy: pinsdk.PinPolicy, hosts: dict[str, list[str]]) -> dict[str, 
     return out
 
 
+def lookups_in_processes(n: int, processes: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The median over ``processes`` fresh processes of :func:`lookups` at ``n`` domains
+    (each builds the same policy), and every process's figures."""
+    runs = []
+    for _ in range(processes):
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.scale", "--lookups", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        runs.append(json.loads(child.stdout))
+    median = {kind: statistics.median(run[kind] for run in runs) for kind in KINDS}
+    return median, runs
+
+
 def memory(payload: bytes, n: int) -> dict[str, float | None]:
     """Bytes a policy holds once a document's payload is parsed (host names included),
     before any lookup; and, up to 100,000 domains, with every entry built."""
@@ -198,9 +221,11 @@ async def _verify_swap(
     }
 
 
-def one_count(n: int, say: Callable[[str], None]) -> dict[str, Any]:
+def one_count(
+    n: int, say: Callable[[str], None], processes: int = LOOKUP_PROCESSES
+) -> dict[str, Any]:
     key = ed25519.Ed25519PrivateKey.generate()
-    domains, hosts = domains_and_hosts(n)
+    domains, _ = domains_and_hosts(n)
     rest, groups = grouped(domains)
     repeat = 3 if n >= 1_000_000 else 5
     row: dict[str, Any] = {"domains": n}
@@ -230,17 +255,18 @@ def one_count(n: int, say: Callable[[str], None]) -> dict[str, Any]:
     say(f"  {n:>9,} domains: memory (tracemalloc)")
     row["memory"] = memory(payload, n)
     del payload
-    say(f"  {n:>9,} domains: lookups")
-    policy = pinsdk.PinPolicy.from_dict({"domains": rest, "host_groups": groups})
-    row["lookup_us"] = lookups(policy, hosts)
+    say(f"  {n:>9,} domains: lookups, in {processes} processes")
+    row["lookup_us"], row["lookup_runs"] = lookups_in_processes(n, processes)
     return row
 
 
-def run(counts: tuple[int, ...], say: Callable[[str], None]) -> list[dict[str, Any]]:
+def run(
+    counts: tuple[int, ...], say: Callable[[str], None], processes: int = LOOKUP_PROCESSES
+) -> list[dict[str, Any]]:
     rows = []
     for n in counts:
         started = time.perf_counter()
-        rows.append(one_count(n, say))
+        rows.append(one_count(n, say, processes))
         say(f"  {n:>9,} domains done in {time.perf_counter() - started:.0f} s")
     return rows
 
@@ -248,7 +274,7 @@ def run(counts: tuple[int, ...], say: Callable[[str], None]) -> list[dict[str, A
 def table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "Scale (CPU time, minimum of several runs; lookups: µs per PinPolicy.lookup over "
-        f"{SAMPLE:,} hosts of each kind):",
+        f"{SAMPLE:,} hosts of each kind, median of fresh processes):",
         f"  {'domains':>9}  " + "  ".join(f"{k:>8}" for k in KINDS) + "   build   groups"
         "  verify+swap (groups / plain)   bytes/domain  loop lag",
     ]
@@ -308,3 +334,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+
+
+def _lookup_child(n: int) -> None:
+    """``python -m benchmarks.scale --lookups N``: print :func:`lookups` at ``n`` domains
+    as JSON (one of the processes of :func:`lookups_in_processes`)."""
+    domains, hosts = domains_and_hosts(n)
+    rest, groups = grouped(domains)
+    del domains
+    policy = pinsdk.PinPolicy.from_dict({"domains": rest, "host_groups": groups})
+    print(json.dumps(lookups(policy, hosts)))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--lookups"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m benchmarks.scale --lookups N")
+    _lookup_child(int(sys.argv[2]))

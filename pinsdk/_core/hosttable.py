@@ -78,7 +78,16 @@ class HostTable:
     key, so the dict is never resized after it is built.
     """
 
-    __slots__ = ("_count", "_depths", "_index", "_later", "_metas", "_objects")
+    __slots__ = (
+        "_count",
+        "_depths",
+        "_index",
+        "_later",
+        "_metas",
+        "_objects",
+        "_own",
+        "_parents",
+    )
 
     def __init__(
         self,
@@ -94,15 +103,22 @@ class HostTable:
         self._count = count = len(bases)
         self._metas = tuple(metas)
         index: dict[str, Any] = {}
-        under: set[int] = set()  # the dot counts of bases with UNDER entries
+        # The dot counts of the bases with entries at each level: a host whose own count
+        # (or its parent's) no such base has needs no probe at that level.
+        own: set[int] = set()
+        parents: set[int] = set()
+        under: set[int] = set()
         # In C, in slices: between two calls another thread (the event loop, when a
         # document is judged in a worker) can take the GIL; one call over a million
         # entries would hold it for ~0.3 s.
         for start in range(0, count, _SLICE):
             end = start + _SLICE
             index.update(zip(bases[start:end], items[start:end], strict=True))
-            some = compress(bases[start:end], map(UNDER.__and__, levels[start:end]))
-            under.update(map(str.count, some, repeat(".")))
+            dots = list(map(str.count, bases[start:end], repeat(".")))
+            some = levels[start:end]
+            own.update(compress(dots, map(SELF.__and__, some)))
+            parents.update(compress(dots, map(PARENT.__and__, some)))
+            under.update(compress(dots, map(UNDER.__and__, some)))
         # Entries after the first with the same base: their positions, for `entries`.
         later: dict[int, str] = {}
         if len(index) != count:  # some bases repeat: the rare, slow path
@@ -117,6 +133,8 @@ class HostTable:
         self._index = index
         self._later = later
         self._objects = objects
+        self._own = frozenset(own)
+        self._parents = frozenset(parents)
         # Deepest first: the nearest ancestor's entries come first in a lookup's answer.
         self._depths = tuple(sorted(under, reverse=True))
 
@@ -164,33 +182,36 @@ class HostTable:
         # The probe is written out at each level on purpose: a helper call per probe
         # would add a tenth to a lookup (the handshake's hot path).
         index = self._index
-        value = index.get(host)
         found: Found = ()
-        if value is not None:
-            if type(value) is not tuple:
-                value = self._build(host, value)
-            found = value[0]
+        dots = host.count(".")
+        if dots in self._own:
+            value = index.get(host)
+            if value is not None:
+                if type(value) is not tuple:
+                    value = self._build(host, value)
+                found = value[0]
+        if not dots:
+            return found
         # Slices and finds, not partition() or split(): they allocate no tuple or list,
         # objects the cyclic garbage collector counts, so a lookup triggers no collection
         # (whose cost grows with everything else the process holds).
-        dot = host.find(".")
-        if dot < 0:
-            return found
-        parent = host[dot + 1 :]
-        value = index.get(parent)
-        if value is not None:
-            if type(value) is not tuple:
-                value = self._build(parent, value)
-            if value[1]:
-                found = found + value[1] if found else value[1]
+        parent = host[host.find(".") + 1 :]
+        depth = dots - 1  # the parent's dot count
+        if depth in self._parents:
+            value = index.get(parent)
+            if value is not None:
+                if type(value) is not tuple:
+                    value = self._build(parent, value)
+                if value[1]:
+                    found = found + value[1] if found else value[1]
         depths = self._depths
-        if depths and depths[-1] < (depth := parent.count(".")):
-            for dots in depths:
-                if dots < depth:
-                    if dots == depth - 1:  # the grandparent: the usual case
+        if depths and depths[-1] < depth:
+            for under in depths:
+                if under < depth:
+                    if under == depth - 1:  # the grandparent: the usual case
                         base = parent[parent.find(".") + 1 :]
                     else:
-                        base = parent.split(".", depth - dots)[-1]
+                        base = parent.split(".", depth - under)[-1]
                     value = index.get(base)
                     if value is not None:
                         if type(value) is not tuple:
