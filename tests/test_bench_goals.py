@@ -129,7 +129,7 @@ def test_a_missed_goal_fails_the_run_unless_no_fail(
     monkeypatch.setattr(
         scale,
         "one_count",
-        lambda n, say: _scale_row(n, 0.5 if n == 10 else 5.0, 1.0, 100.0),
+        lambda n, say, processes: _scale_row(n, 0.5 if n == 10 else 5.0, 1.0, 100.0),
     )
     out = tmp_path / "out"
     assert main(["--scale", "--out", str(out)]) == 1
