@@ -34,6 +34,7 @@ from pinsdk._demo.loopback import LoopbackTLSServer
 
 from .conftest import TOKEN
 from .security.test_pool_recheck import Swappable
+from .tlsbio import handshake_over
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
 MARKER = "<!-- docs-test: skip: run by tests/test_integrations.py -->"
@@ -419,13 +420,7 @@ async def test_resumed_session_on_asyncio(
             incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1", session=session)
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-                for _ in range(20):  # bounded: a TLS 1.3 handshake takes two round trips
-                    try:
-                        tls.do_handshake()
-                        break
-                    except ssl.SSLWantReadError:
-                        raw.sendall(outgoing.read())
-                        incoming.write(raw.recv(65536))
+                handshake_over(tls, raw, incoming, outgoing)
                 raw.sendall(outgoing.read())
                 tls.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 raw.sendall(outgoing.read())

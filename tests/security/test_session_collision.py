@@ -29,6 +29,7 @@ import trustme
 import pinsdk
 from pinsdk import DomainPins, PinPolicy
 from tests.conftest import pin_of
+from tests.tlsbio import handshake_over
 
 COPIED_ID = bytes(range(1, 33))
 BACKUP = "sha256/" + base64.b64encode(hashlib.sha256(b"backup").digest()).decode()
@@ -176,12 +177,6 @@ def _bio_get(
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_hostname=host, session=session)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        for _ in range(20):  # bounded: a handshake takes a few round trips
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                raw.sendall(outgoing.read())
-                incoming.write(raw.recv(65536))
+        handshake_over(tls, raw, incoming, outgoing)
         tls.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         raw.sendall(outgoing.read())
