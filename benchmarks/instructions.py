@@ -1,21 +1,128 @@
-"""Instructions per ``PinPolicy.lookup``, counted by valgrind: a figure no other load disturbs.
+"""Instructions counted by valgrind: figures no other load on the machine disturbs.
 
 ``python -m benchmarks.instructions 1000 100000`` runs, for each count and kind, a child that
 builds the scale benchmark's policy and looks up 200 hosts 50 times, and the same child
 looking up none, both under ``valgrind --tool=callgrind`` with ``PYTHONHASHSEED=0``; the
 difference divided by 10,000 is printed. Needs valgrind; takes minutes.
+
+:func:`per_request` (a stage of ``make bench`` when valgrind is installed) counts the
+client's instructions per request, on new connections and on a kept-alive one, plain
+httpx and pinsdk, against the benchmark responder: the work pinsdk adds, free of the
+timing noise that limits the latency ratios.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import re
 import subprocess
 import sys
+from typing import Any
 
 REPEAT = 50
 HOSTS = 200
+
+
+REQUESTS = 60  # counted requests per child (after 20 that warm it up)
+_WARMUP = 20
+
+
+def _request_child(kind: str, fresh: bool, requests: int, info_file: str) -> None:
+    import json
+
+    import anyio
+    import httpx
+
+    import pinsdk
+
+    from .requests import _trust
+
+    with open(info_file) as f:
+        info = json.load(f)
+    # As the timed benchmarks do: a collection lands wherever an allocation count crosses
+    # a threshold, which the network's timing shifts from run to run: with it, one count of
+    # pinsdk's differed from the next by 20,000 instructions a request; without it, by
+    # a few hundred.
+    gc.collect()
+    gc.disable()
+    if kind.startswith("aiohttp"):
+        _aiohttp_child(kind == "aiohttp, pinned context", requests, info)
+        return
+    limits = httpx.Limits(max_keepalive_connections=0) if fresh else httpx.Limits()
+    client = (
+        pinsdk.AsyncClient(
+            pins=pinsdk.PinPolicy([pinsdk.DomainPins("127.0.0.1", info["pins"])]),
+            verify=_trust(info),
+            limits=limits,
+        )
+        if kind == "pinsdk"
+        else httpx.AsyncClient(verify=_trust(info), limits=limits)
+    )
+    url = f"https://127.0.0.1:{info['h1']}/"
+
+    async def run() -> None:
+        async with client:
+            for _ in range(_WARMUP + requests):
+                response = await client.get(url)
+                if response.status_code != 200:
+                    raise RuntimeError(f"unexpected HTTP {response.status_code}")
+            if isinstance(client, pinsdk.AsyncClient):
+                checked = client.stats()["handshakes_checked"]
+                if checked != (_WARMUP + requests if fresh else 1):
+                    raise RuntimeError(f"pins were not checked on every connection: {checked}")
+
+    anyio.run(run)
+
+
+def _aiohttp_child(pinned: bool, requests: int, info: dict[str, Any]) -> None:
+    """aiohttp on new connections (``force_close``), on the pinned context or a plain one."""
+    import asyncio
+
+    import aiohttp
+
+    from .clients import _pinned
+    from .requests import _trust
+
+    url = f"https://127.0.0.1:{info['h1']}/"
+
+    async def run() -> None:
+        connector = aiohttp.TCPConnector(
+            ssl=_pinned(info) if pinned else _trust(info), force_close=True
+        )
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(_WARMUP + requests):
+                async with session.get(url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"unexpected HTTP {response.status}")
+
+    asyncio.run(run())
+
+
+# The pairs counted: (unpinned, pinned) client kinds of _request_child.
+PAIRS = {"httpx": ("httpx", "pinsdk"), "aiohttp": ("aiohttp", "aiohttp, pinned context")}
+
+
+def per_request(
+    info_file: str, *, fresh: bool, requests: int = REQUESTS, client: str = "httpx"
+) -> dict[str, float]:
+    """The client's instructions per HTTP/1.1 request against the benchmark responder,
+    unpinned and pinned (``PAIRS[client]``; for httpx, plain ``httpx.AsyncClient`` and
+    ``pinsdk.AsyncClient``): each on a new connection (``fresh``) or all on one kept
+    alive (httpx only); (the count with ``requests`` more) minus (the count with none),
+    over ``requests``. Keys: ``unpinned`` and ``pinned``."""
+    out = {}
+    for key, kind in zip(("unpinned", "pinned"), PAIRS[client], strict=True):
+        counts = [
+            _valgrind(
+                ["--request-child", kind, "fresh" if fresh else "keep-alive", str(m), info_file]
+            )
+            for m in (0, requests)
+        ]
+        out[key] = (counts[1] - counts[0]) / requests
+    return out
 
 
 def _child(n: int, kind: str, repeat: int) -> None:
@@ -36,6 +143,10 @@ def _child(n: int, kind: str, repeat: int) -> None:
 
 
 def _count(n: int, kind: str, repeat: int) -> int:
+    return _valgrind(["--child", str(n), kind, str(repeat)])
+
+
+def _valgrind(child_args: list[str]) -> int:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     run = subprocess.run(
         [
@@ -45,10 +156,7 @@ def _count(n: int, kind: str, repeat: int) -> int:
             sys.executable,
             "-m",
             "benchmarks.instructions",
-            "--child",
-            str(n),
-            kind,
-            str(repeat),
+            *child_args,
         ],
         capture_output=True,
         text=True,
@@ -64,6 +172,9 @@ def _count(n: int, kind: str, repeat: int) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         _child(int(argv[1]), argv[2], int(argv[3]))
+        return 0
+    if argv[:1] == ["--request-child"]:
+        _request_child(argv[1], argv[2] == "fresh", int(argv[3]), argv[4])
         return 0
     from .scale import KINDS
 

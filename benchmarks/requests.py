@@ -1,17 +1,29 @@
-"""Plain httpx against pinsdk, interleaved request by request in one process."""
+"""Plain httpx against pinsdk, interleaved request by request, in several fresh processes.
+
+``python -m benchmarks.requests`` is the child: it reads its settings as JSON on standard
+input, runs :func:`ab_run` and writes the samples as JSON on standard output.
+"""
 
 from __future__ import annotations
 
 import gc
+import json
 import ssl
+import subprocess
+import sys
 import time
 from typing import Any
 
+import anyio
 import httpx
 
 import pinsdk
 
-from .stats import Comparison, compare
+from .responder import pin_to_cpu
+from .stats import Comparison, compare, compare_processes
+
+# Fresh processes per figure: see stats.compare_processes for why one is not enough.
+PROCESSES = 6
 
 _BATCH = 100  # pairs between two (untimed) garbage collections
 
@@ -32,22 +44,39 @@ async def _timed(client: httpx.AsyncClient, url: str) -> float:
 
 
 async def ab_run(
-    info: dict[str, Any], *, http2: bool, fresh: bool, n: int, warmup: int, aa: bool = False
+    info: dict[str, Any],
+    *,
+    http2: bool,
+    fresh: bool,
+    n: int,
+    warmup: int,
+    aa: bool = False,
+    plain_first: bool = True,
 ) -> tuple[Comparison, list[float], list[float], dict[str, int]]:
     """``fresh``: every request on a new TLS connection; else one kept-alive connection.
 
     ``aa``: an A/A run, a second plain client in pinsdk's place, to show the method
-    itself finds no difference between identical clients."""
+    itself finds no difference between identical clients. ``plain_first``: which client
+    is built first (the processes of :func:`ab_processes` alternate it)."""
     limits = httpx.Limits(max_keepalive_connections=0) if fresh else httpx.Limits()
     port = info["h2"] if http2 else info["h1"]
     url = f"https://127.0.0.1:{port}/"
     policy = pinsdk.PinPolicy([pinsdk.DomainPins("127.0.0.1", info["pins"])])
-    plain = httpx.AsyncClient(verify=_trust(info), http2=http2, limits=limits)
-    pinned: httpx.AsyncClient = (
-        httpx.AsyncClient(verify=_trust(info), http2=http2, limits=limits)
-        if aa
-        else pinsdk.AsyncClient(pins=policy, verify=_trust(info), http2=http2, limits=limits)
-    )
+
+    def make_plain() -> httpx.AsyncClient:
+        return httpx.AsyncClient(verify=_trust(info), http2=http2, limits=limits)
+
+    def make_pinned() -> httpx.AsyncClient:
+        if aa:
+            return make_plain()
+        return pinsdk.AsyncClient(pins=policy, verify=_trust(info), http2=http2, limits=limits)
+
+    if plain_first:
+        plain = make_plain()
+        pinned = make_pinned()
+    else:
+        pinned = make_pinned()
+        plain = make_plain()
     async with plain, pinned:
         for _ in range(warmup):  # discarded
             await _timed(plain, url)
@@ -73,3 +102,64 @@ async def ab_run(
             gc.enable()
         stats = pinned.stats() if isinstance(pinned, pinsdk.AsyncClient) else {}
     return compare(a, b), a, b, stats
+
+
+def ab_processes(
+    info: dict[str, Any],
+    *,
+    http2: bool,
+    fresh: bool,
+    n: int,
+    warmup: int,
+    aa: bool = False,
+    processes: int = PROCESSES,
+) -> tuple[Comparison, list[float], list[float], dict[str, int], list[float]]:
+    """:func:`ab_run` in ``processes`` fresh processes, ``n`` pairs in all; returns the
+    comparison over processes, the samples, the summed stats and each process's ratio."""
+    groups: list[tuple[list[float], list[float]]] = []
+    stats: dict[str, int] = {}
+    per_process = max(1, n // processes)
+    for index in range(processes):
+        settings = {
+            "info": info,
+            "http2": http2,
+            "fresh": fresh,
+            "n": per_process,
+            "warmup": warmup,
+            "aa": aa,
+            "plain_first": index % 2 == 0,
+        }
+        run = subprocess.run(
+            [sys.executable, "-m", "benchmarks.requests"],
+            input=json.dumps(settings),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"benchmark child failed: {run.stderr[-2000:]}")
+        got = json.loads(run.stdout)
+        groups.append((got["plain"], got["pinned"]))
+        for key, value in got["stats"].items():
+            stats[key] = stats.get(key, 0) + value
+    per = [compare(a, b, resamples=1).ratio for a, b in groups]
+    plain = [v for a, _ in groups for v in a]
+    pinned = [v for _, b in groups for v in b]
+    return compare_processes(groups), plain, pinned, stats, per
+
+
+def _child() -> None:
+    settings = json.loads(sys.stdin.read())
+    pin_to_cpu(0)  # the responder has the last CPU
+    info = settings.pop("info")
+
+    async def run() -> tuple[Comparison, list[float], list[float], dict[str, int]]:
+        return await ab_run(info, **settings)
+
+    _, plain, pinned, stats = anyio.run(run)
+    counts = {k: v for k, v in stats.items() if isinstance(v, int)}
+    json.dump({"plain": plain, "pinned": pinned, "stats": counts}, sys.stdout)
+
+
+if __name__ == "__main__":
+    _child()

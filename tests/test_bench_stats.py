@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from benchmarks.stats import compare
+from benchmarks.stats import compare, compare_processes
 
 
 def _noisy(n: int, seed: int) -> list[float]:
@@ -47,3 +47,40 @@ def test_a_tiny_but_tight_difference_is_below_the_method_resolution() -> None:
     assert c.ci_high < 1.0
     assert c.verdict(1.005).startswith("no difference measurable")
     assert "resolution" in c.verdict(1.005)
+
+
+def _process_groups(offsets: list[float], effect: float) -> list[tuple[list[float], list[float]]]:
+    """Each process favours one client by its own offset for its whole life (what fresh
+    A/A processes show), with little noise inside the process."""
+    groups = []
+    for index, offset in enumerate(offsets):
+        plain = _noisy(400, 10 + index)
+        rng = random.Random(100 + index)
+        pinned = [p * (effect + offset) + rng.gauss(0, 1e-6) for p in plain]
+        groups.append((plain, pinned))
+    return groups
+
+
+def test_the_interval_over_processes_is_as_wide_as_the_spread_between_them() -> None:
+    offsets = [-0.004, 0.003, -0.002, 0.004, 0.0, -0.003]
+    groups = _process_groups(offsets, 1.0)
+    one = compare(*groups[3], resamples=300)
+    assert one.ci_low > 1.003  # one process alone claims an effect that is not there
+    c = compare_processes(groups, resamples=300)
+    assert c.ci_low <= 1.0 <= c.ci_high
+    assert c.n == 2400
+    assert c.verdict(1.005).startswith("no difference measurable")
+
+
+def test_an_effect_shared_by_every_process_is_found() -> None:
+    groups = _process_groups([-0.002, 0.002, -0.001, 0.001, 0.0, 0.0015], 1.02)
+    c = compare_processes(groups, resamples=300)
+    assert 1.015 < c.ci_low <= c.ratio <= c.ci_high < 1.025
+    assert "MISSED" in c.verdict(1.01)
+
+
+def test_processes_need_samples() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        compare_processes([])
+    with pytest.raises(ValueError, match="paired"):
+        compare_processes([([1.0], [])])

@@ -20,7 +20,7 @@ import pytest
 import trustme
 
 import pinsdk
-from pinsdk import DomainPins, PinPolicy
+from pinsdk import DomainPins, PinPolicy, _tls
 from pinsdk._demo.loopback import LoopbackTLSServer, Reply
 
 from ..conftest import TOKEN
@@ -252,17 +252,19 @@ async def test_failing_pin_source_refuses_the_pooled_connection(
 
 
 def test_static_policy_installs_no_per_write_check(pins: dict[str, str]) -> None:
-    """A PinPolicy never changes: once checked, its TLS objects are the plain pinned classes
-    (until then a read or write runs the handshake and its check first)."""
+    """A PinPolicy never changes: its TLS objects never consult the pin source on a read or
+    write (until the check, a read or write runs the handshake and its check first; after
+    it, an object tests a flag and a socket is the plain pinned class)."""
     static = pinsdk.pinned_ssl_context(policy(pins, 1))
-    checked_object = static.sslobject_class._checked  # type: ignore[attr-defined]
+    assert not issubclass(static.sslobject_class, _tls._Recheck)
+    assert static.sslobject_class.read is _tls.PinnedSSLObject.read
+    assert static.sslobject_class.write is _tls.PinnedSSLObject.write
     checked_socket = static.sslsocket_class._checked  # type: ignore[attr-defined]
-    assert checked_object.write is ssl.SSLObject.write
-    assert checked_object.read is ssl.SSLObject.read
     assert checked_socket.send is ssl.SSLSocket.send
     assert checked_socket.read is ssl.SSLSocket.read
     dynamic = pinsdk.pinned_ssl_context(Swappable(policy(pins, 1)))
-    assert dynamic.sslobject_class.write is not ssl.SSLObject.write
+    assert issubclass(dynamic.sslobject_class, _tls._Recheck)
+    assert dynamic.sslobject_class.write is not _tls.PinnedSSLObject.write
 
 
 def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
