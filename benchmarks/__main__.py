@@ -39,7 +39,7 @@ REQUEST_PATH_GOAL_US = 1.0  # per request on a kept-alive connection (issue 17, 
 DEFAULT_OUT = ".bench"
 # The figures whose instructions are counted: (name, new connections?, client pair). Of the
 # other clients only aiohttp: the others' latency or CPU intervals settle their goal, and
-# each pair counted costs about a minute and a half.
+# each pair counted costs about two minutes.
 COUNTED = (
     ("new connection", True, "httpx"),
     ("keep-alive", False, "httpx"),
