@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)
-	$(BIN)/mypy --strict pinsdk
+	$(BIN)/mypy --strict pinsdk benchmarks
 
 pytest: $(STAMP) softhsm
 	$(BIN)/python -m pytest

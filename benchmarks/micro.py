@@ -9,6 +9,7 @@ import ssl
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import trustme
 
@@ -153,7 +154,7 @@ def pin_check_in_handshakes(count: int = 300) -> list[tuple[str, float]]:
     client_context, server_context, root_pin = contexts("ec")
     policy = PinPolicy([DomainPins(HOST, [root_pin, _pin("backup")])])
     pinned = pinsdk.pinned_ssl_context(policy, verify=client_context)
-    cls: type = pinned.sslobject_class
+    cls: Any = pinned.sslobject_class
     timed = _Timed(cls.pin_check)
     cls.pin_check = timed  # found before the checked class's own: the class is per context
     gc.collect()

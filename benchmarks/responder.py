@@ -85,7 +85,7 @@ def main(info_file: str) -> None:
     cert = intermediate.issue_cert("127.0.0.1", "localhost")
     context = _server_context(cert)
     context.set_alpn_protocols(["http/1.1"])
-    ready, port = threading.Event(), []
+    ready, port = threading.Event(), []  # type: threading.Event, list[int]
     threading.Thread(target=_serve_http1, args=(context, ready, port), daemon=True).start()
     if not ready.wait(30):
         raise RuntimeError("HTTP/1.1 responder did not start")

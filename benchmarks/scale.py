@@ -71,8 +71,8 @@ def domains_and_hosts(n: int, tag: str = "") -> tuple[list[dict[str, Any]], dict
             domains.append({"host": f"**.cdn{i}{tag}.example.org", "pins": pins})
             hosts["**."].append(f"a.b.cdn{i}{tag}.example.org")
     hosts["miss"] = [f"unpinned{i}.example.io" for i in range(max(1, n // 4))]
-    for kind in KINDS:  # the smallest sets have no host of some kinds: borrow a miss
-        hosts[kind] = hosts[kind] or hosts["miss"]
+    for name in KINDS:  # the smallest sets have no host of some kinds: borrow a miss
+        hosts[name] = hosts[name] or hosts["miss"]
     return domains, hosts
 
 
@@ -116,30 +116,77 @@ def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return min(cpu), statistics.median(wall)
 
 
-def lookups(policy: pinsdk.PinPolicy, hosts: dict[str, list[str]]) -> dict[str, float]:
+class _Recorder:
+    """Stands in for a host table's index while one lookup runs: notes each key probed."""
+
+    def __init__(self, index: dict[str, Any]) -> None:
+        self.index = index
+        self.keys: list[str] = []
+
+    def get(self, key: str) -> Any:
+        self.keys.append(key)
+        return self.index.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:  # a first lookup builds entries
+        self.index[key] = value
+
+
+def probes_of(policy: pinsdk.PinPolicy, host: str) -> list[str]:
+    """The keys one ``policy.lookup(host)`` probes its index with, in order (the very
+    string objects, hashes kept), recorded from the lookup itself."""
+    table = policy._table
+    index = table._index
+    recorder = _Recorder(index)
+    table._index = recorder  # type: ignore[assignment]
+    try:
+        policy.lookup(host)
+    finally:
+        table._index = index
+    return recorder.keys
+
+
+def lookups(policy: pinsdk.PinPolicy, hosts: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     """µs per ``PinPolicy.lookup`` of each kind (a sample of SAMPLE hosts, each looked up
-    once before: the entries a lookup needs are built on first use)."""
+    once before: the entries a lookup needs are built on first use); and, as the floor a
+    dict of this size sets, µs for the same index probes made bare (``dict.get`` of the
+    same keys, one Python call per host), and how many probes a lookup makes."""
     rng = random.Random(7)
-    out = {}
+    out: dict[str, dict[str, float]] = {"lookup": {}, "probes": {}, "probe_count": {}}
     for kind in KINDS:
         sample = rng.sample(hosts[kind], min(SAMPLE, len(hosts[kind])))
         sample = (sample * (SAMPLE // len(sample) + 1))[:SAMPLE]
         lookup = policy.lookup
         for host in sample:
             lookup(host)
+        keys = [probes_of(policy, host) for host in sample]
+        get = policy._table._index.get
 
         def run(sample: list[str] = sample, lookup: Any = lookup) -> None:
             for _ in range(5):
                 for host in sample:
                     lookup(host)
 
-        out[kind] = _best(run, 7)[0] / (5 * len(sample)) * 1e6
+        def bare(keys: list[list[str]] = keys, get: Any = get) -> None:
+            def probe(these: list[str]) -> None:
+                for key in these:
+                    get(key)
+
+            for _ in range(5):
+                for these in keys:
+                    probe(these)
+
+        out["lookup"][kind] = _best(run, 7)[0] / (5 * len(sample)) * 1e6
+        out["probes"][kind] = _best(bare, 7)[0] / (5 * len(sample)) * 1e6
+        out["probe_count"][kind] = sum(map(len, keys)) / len(keys)
     return out
 
 
-def lookups_in_processes(n: int, processes: int) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """The median over ``processes`` fresh processes of :func:`lookups` at ``n`` domains
-    (each builds the same policy), and every process's figures."""
+def lookups_in_processes(
+    n: int, processes: int
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], list[dict[str, Any]]]:
+    """The medians over ``processes`` fresh processes of :func:`lookups` at ``n`` domains
+    (each builds the same policy): lookup µs, bare-probe µs and probes per lookup of each
+    kind; and every process's figures."""
     runs = []
     for _ in range(processes):
         child = subprocess.run(
@@ -150,8 +197,11 @@ def lookups_in_processes(n: int, processes: int) -> tuple[dict[str, float], list
             timeout=600,
         )
         runs.append(json.loads(child.stdout))
-    median = {kind: statistics.median(run[kind] for run in runs) for kind in KINDS}
-    return median, runs
+    median = {
+        part: {kind: statistics.median(run[part][kind] for run in runs) for kind in KINDS}
+        for part in ("lookup", "probes", "probe_count")
+    }
+    return median["lookup"], median["probes"], median["probe_count"], runs
 
 
 def memory(payload: bytes, n: int) -> dict[str, float | None]:
@@ -256,7 +306,12 @@ def one_count(
     row["memory"] = memory(payload, n)
     del payload
     say(f"  {n:>9,} domains: lookups, in {processes} processes")
-    row["lookup_us"], row["lookup_runs"] = lookups_in_processes(n, processes)
+    (
+        row["lookup_us"],
+        row["lookup_probes_us"],
+        row["lookup_probe_count"],
+        row["lookup_runs"],
+    ) = lookups_in_processes(n, processes)
     return row
 
 
@@ -288,6 +343,22 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             + (f"{plain:7.1f} ms" if plain is not None else "      - ms")
             + f"   {r['memory']['bytes_per_domain']:12.0f}"
             + f"  {r['verify_swap_groups']['loop_lag_ms']:6.1f} ms"
+        )
+    lines.append(
+        "Lookups against their floor: µs of the same index probes made bare (dict.get of "
+        "the same keys), and probes per lookup:"
+    )
+    lines.append(f"  {'domains':>9}  " + "  ".join(f"{k:>18}" for k in KINDS))
+    for r in rows:
+        if "lookup_probes_us" not in r:
+            continue
+        lines.append(
+            f"  {r['domains']:>9,}  "
+            + "  ".join(
+                f"{r['lookup_probes_us'][k]:6.2f} ({r['lookup_probe_count'][k]:.1f}) "
+                f"{r['lookup_us'][k] / r['lookup_probes_us'][k]:4.1f}x"
+                for k in KINDS
+            )
         )
     return lines
 

@@ -6,9 +6,11 @@ import base64
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pinsdk import DomainPins, PinConfigError, PinPolicy, normalize_host
-from pinsdk._core.hosts import HostPattern
+from pinsdk._core.hosts import _KEYS, _MEMO_MAX, HostPattern, host_keys
 
 
 def pin(seed: str) -> str:
@@ -139,3 +141,57 @@ def test_reference_model_agrees_with_index() -> None:
         for host in hosts:
             expected = {d for d in domains if d.matches(host)}
             assert set(policy.lookup(host)) == expected, (host, sub)
+
+
+# host_keys: the suffixes a lookup probes with, remembered per host name.
+
+_label = st.text(alphabet="abcXYZ09-", min_size=1, max_size=5).filter(
+    lambda s: not s.startswith("-") and not s.endswith("-")
+)
+
+
+@given(st.lists(_label, min_size=1, max_size=6), st.booleans())
+def test_host_keys_are_the_suffixes_by_dot_count(labels: list[str], dot: bool) -> None:
+    """Against labels split and joined again (no find loop): item d has d dots."""
+    host = ".".join(labels) + ("." if dot else "")
+    try:
+        name = normalize_host(host)
+    except PinConfigError:
+        with pytest.raises(PinConfigError):
+            host_keys(host)
+        return
+    parts = name.split(".")
+    want = tuple(".".join(parts[len(parts) - 1 - d :]) for d in range(len(parts)))
+    assert host_keys(host) == want
+    assert host_keys(host) is host_keys(host)  # remembered
+    assert [k.count(".") for k in want] == list(range(len(parts)))
+
+
+def test_host_keys_of_other_spellings_are_the_normalised_name() -> None:
+    assert host_keys("WWW.Example.COM.") == ("com", "example.com", "www.example.com")
+    assert host_keys("[::1]") == ("::1",)
+    assert host_keys("127.1")[-1] == "127.0.0.1"
+    with pytest.raises(PinConfigError, match=r"a\.\.b"):
+        host_keys("a..b")
+
+
+def test_host_keys_never_answer_for_a_str_subclass_from_the_memo() -> None:
+    """A subclass equal to (and hashing as) a remembered name is normalised itself."""
+
+    class Liar(str):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash("pinned.example")
+
+    host_keys("pinned.example")
+    assert host_keys(Liar("other.example"))[-1] == "other.example"
+
+
+def test_the_memo_of_host_keys_is_bounded() -> None:
+    for i in range(_MEMO_MAX + 10):
+        host_keys(f"h{i}.bound.example")
+    assert 0 < len(_KEYS) <= _MEMO_MAX
+    policy = PinPolicy([DomainPins("*.bound.example", [A, B])])
+    assert policy.pins_for(f"h{_MEMO_MAX + 20}.bound.example") == {A, B}

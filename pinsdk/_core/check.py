@@ -8,7 +8,7 @@ import attrs
 from cryptography import x509
 
 from .errors import PinConfigError
-from .hosts import normalize_host
+from .hosts import host_keys
 from .pins import DEFAULT_CACHE, ChainPinCache, NotDERError
 from .policy import DomainPins, PinPolicy
 
@@ -66,7 +66,7 @@ def evaluate_pins(
     denied key refuses the connection whatever the entries say.
     """
     try:
-        host = normalize_host(server_hostname)
+        keys = host_keys(server_hostname)
     except PinConfigError as exc:  # which pins apply to a name we cannot read is unknown
         return Verdict(
             host=server_hostname,
@@ -77,7 +77,8 @@ def evaluate_pins(
             denied_pins=(),
             policy_version=policy.version,
         )
-    domains = policy.match_normalized(host, now)
+    host = keys[-1]
+    domains = policy.match_keys(keys, now)
     deny = policy.deny
     if not domains and not deny:
         return None

@@ -16,7 +16,7 @@ import idna
 
 from .errors import PinConfigError
 
-__all__ = ["HostPattern", "PatternKind", "is_ip_literal", "normalize_host"]
+__all__ = ["HostPattern", "PatternKind", "host_keys", "is_ip_literal", "normalize_host"]
 
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
@@ -166,6 +166,36 @@ def normalize_host(host: str) -> str:
         _MEMO.clear()
     _MEMO[host] = name
     return name
+
+
+_KEYS: dict[str, tuple[str, ...]] = {}
+
+
+def host_keys(host: str) -> tuple[str, ...]:
+    """The normalised ``host`` and its ancestors, by dot count: item ``d`` is the suffix
+    with ``d`` dots, and the last is the name itself (``a.b.c``: ``c``, ``b.c``,
+    ``a.b.c``). Raises as :func:`normalize_host` does.
+
+    What a lookup probes the host table with. Memoised like the name: a client looks up
+    the same few hosts again and again, and each suffix keeps its hash, so a lookup of a
+    known host slices and hashes nothing (on this path that was a third of a lookup).
+    """
+    if type(host) is str:
+        known = _KEYS.get(host)
+        if known is not None:
+            return known
+    name = normalize_host(host)
+    keys = [name]
+    at = name.find(".")
+    while at >= 0:
+        keys.append(name[at + 1 :])
+        at = name.find(".", at + 1)
+    keys.reverse()
+    found = tuple(keys)
+    if len(_KEYS) >= _MEMO_MAX:
+        _KEYS.clear()
+    _KEYS[host] = found
+    return found
 
 
 def _normalize(host: str) -> str:

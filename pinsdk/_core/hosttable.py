@@ -11,7 +11,8 @@ Each entry has a level mask saying where a host may stand relative to its base: 
 itself (``SELF``: exact names, ``**.``), one label below (``PARENT``: ``*.``, ``**.``,
 ``include_subdomains``) or further below (``UNDER``: ``**.``, ``include_subdomains``). A
 lookup probes the dict with the host, its parent, and each ancestor at a depth where
-some ``UNDER`` base is indexed: a few probes whatever the number of entries. The first
+some ``UNDER`` base is indexed: a few probes whatever the number of entries, each with a
+suffix of the host that :func:`~.hosts.host_keys` cut (and hashed) once. The first
 lookup that finds a base replaces its value by the entries of each level, built.
 """
 
@@ -175,16 +176,19 @@ class HostTable:
         self._index[base] = built  # replaces a value: the dict is not resized
         return built
 
-    def lookup(self, host: str) -> Found:
-        """The entries matching a normalised ``host``: those whose base is the host, then
-        its parent, then each deeper ancestor at which an ``UNDER`` base is indexed
-        (nearest first; document order within each)."""
+    def lookup(self, keys: tuple[str, ...]) -> Found:
+        """The entries matching a host given as its :func:`~.hosts.host_keys` (the suffix
+        with ``d`` dots at ``keys[d]``): those whose base is the host, then its parent,
+        then each deeper ancestor at which an ``UNDER`` base is indexed (nearest first;
+        document order within each)."""
         # The probe is written out at each level on purpose: a helper call per probe
-        # would add a tenth to a lookup (the handshake's hot path).
+        # would add a tenth to a lookup (the handshake's hot path). The keys are strings
+        # that keep their hash: a probe slices and hashes nothing.
         index = self._index
         found: Found = ()
-        dots = host.count(".")
+        dots = len(keys) - 1
         if dots in self._own:
+            host = keys[dots]
             value = index.get(host)
             if value is not None:
                 if type(value) is not tuple:
@@ -192,12 +196,9 @@ class HostTable:
                 found = value[0]
         if not dots:
             return found
-        # Slices and finds, not partition() or split(): they allocate no tuple or list,
-        # objects the cyclic garbage collector counts, so a lookup triggers no collection
-        # (whose cost grows with everything else the process holds).
-        parent = host[host.find(".") + 1 :]
         depth = dots - 1  # the parent's dot count
         if depth in self._parents:
+            parent = keys[depth]
             value = index.get(parent)
             if value is not None:
                 if type(value) is not tuple:
@@ -208,10 +209,7 @@ class HostTable:
         if depths and depths[-1] < depth:
             for under in depths:
                 if under < depth:
-                    if under == depth - 1:  # the grandparent: the usual case
-                        base = parent[parent.find(".") + 1 :]
-                    else:
-                        base = parent.split(".", depth - under)[-1]
+                    base = keys[under]
                     value = index.get(base)
                     if value is not None:
                         if type(value) is not tuple:

@@ -19,7 +19,7 @@ import attrs
 
 from .domain import DomainPins, Mode, check_report_uri
 from .errors import PinConfigError
-from .hosts import normalize_host
+from .hosts import host_keys
 from .hosttable import HostTable
 from .index import build_index, parse_entries
 from .pins import parse_pins
@@ -219,7 +219,7 @@ class PinPolicy:
 
     def lookup(self, host: str, *, now: datetime | float | None = None) -> tuple[DomainPins, ...]:
         """The unexpired domains that match ``host`` (any form; it is normalised)."""
-        found = self._table.lookup(normalize_host(host))
+        found = self._table.lookup(host_keys(host))
         if found and self._expiring:
             return self._live(found, None if now is None else to_timestamp(now))
         return found
@@ -232,20 +232,28 @@ class PinPolicy:
             self._report_lapsed(found, at)
         return live
 
-    # The two below are lookup() for the hot path, each one call deep (a lookup of a
+    # The three below are lookup() for the hot path, each one call deep (a lookup of a
     # million-domain policy costs about a microsecond; a call, a tenth of that).
 
     def match_normalized(self, host: str, now: float | None = None) -> tuple[DomainPins, ...]:
         """:meth:`lookup` for a host that is normalised already (:func:`normalize_host`):
         the handshake check and the transport, which normalise the name once."""
-        found = self._table.lookup(host)
+        found = self._table.lookup(host_keys(host))
+        if found and self._expiring:
+            return self._live(found, now)
+        return found
+
+    def match_keys(self, keys: tuple[str, ...], now: float | None = None) -> tuple[DomainPins, ...]:
+        """:meth:`lookup` for a host given as its :func:`host_keys` (the pin check, which
+        reads the normalised name from them as well)."""
+        found = self._table.lookup(keys)
         if found and self._expiring:
             return self._live(found, now)
         return found
 
     def match_fast(self, server_hostname: str, now: float | None = None) -> tuple[DomainPins, ...]:
         """:meth:`lookup` for a name the TLS layer already validated (hot path)."""
-        found = self._table.lookup(normalize_host(server_hostname))
+        found = self._table.lookup(host_keys(server_hostname))
         if found and self._expiring:
             return self._live(found, now)
         return found
