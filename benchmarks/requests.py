@@ -1,7 +1,7 @@
 """Plain httpx against pinsdk, interleaved request by request, in several fresh processes.
 
 ``python -m benchmarks.requests`` is the child: it reads its settings as JSON on standard
-input, runs :func:`ab_run` and writes the samples as JSON on standard output.
+input, runs :func:`ab_samples` and writes the samples as JSON on standard output.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 import pinsdk
 
 from .responder import pin_to_cpu
-from .stats import Comparison, compare, compare_processes
+from .stats import Comparison, compare_processes
 
 # Fresh processes per figure: see stats.compare_processes for why one is not enough.
 PROCESSES = 6
@@ -43,7 +43,7 @@ async def _timed(client: httpx.AsyncClient, url: str) -> float:
     return elapsed
 
 
-async def ab_run(
+async def ab_samples(
     info: dict[str, Any],
     *,
     http2: bool,
@@ -52,8 +52,10 @@ async def ab_run(
     warmup: int,
     aa: bool = False,
     plain_first: bool = True,
-) -> tuple[Comparison, list[float], list[float], dict[str, int]]:
-    """``fresh``: every request on a new TLS connection; else one kept-alive connection.
+) -> tuple[list[float], list[float], dict[str, int]]:
+    """``n`` interleaved pairs of seconds per request, plain and pinned, and the pinned
+    client's stats. ``fresh``: every request on a new TLS connection; else one kept-alive
+    connection.
 
     ``aa``: an A/A run, a second plain client in pinsdk's place, to show the method
     itself finds no difference between identical clients. ``plain_first``: which client
@@ -101,7 +103,7 @@ async def ab_run(
         finally:
             gc.enable()
         stats = pinned.stats() if isinstance(pinned, pinsdk.AsyncClient) else {}
-    return compare(a, b), a, b, stats
+    return a, b, stats
 
 
 def ab_processes(
@@ -114,8 +116,8 @@ def ab_processes(
     aa: bool = False,
     processes: int = PROCESSES,
 ) -> tuple[Comparison, list[float], list[float], dict[str, int], list[float]]:
-    """:func:`ab_run` in ``processes`` fresh processes, ``n`` pairs in all; returns the
-    comparison over processes, the samples, the summed stats and each process's ratio."""
+    """:func:`ab_samples` in ``processes`` fresh processes, ``n`` pairs in all; returns
+    the comparison over processes, the samples, the summed stats and each process's ratio."""
     groups: list[tuple[list[float], list[float]]] = []
     stats: dict[str, int] = {}
     per_process = max(1, n // processes)
@@ -142,10 +144,10 @@ def ab_processes(
         groups.append((got["plain"], got["pinned"]))
         for key, value in got["stats"].items():
             stats[key] = stats.get(key, 0) + value
-    per = [compare(a, b, resamples=1).ratio for a, b in groups]
+    comparison, per = compare_processes(groups)
     plain = [v for a, _ in groups for v in a]
     pinned = [v for _, b in groups for v in b]
-    return compare_processes(groups), plain, pinned, stats, per
+    return comparison, plain, pinned, stats, per
 
 
 def _child() -> None:
@@ -153,10 +155,10 @@ def _child() -> None:
     pin_to_cpu(0)  # the responder has the last CPU
     info = settings.pop("info")
 
-    async def run() -> tuple[Comparison, list[float], list[float], dict[str, int]]:
-        return await ab_run(info, **settings)
+    async def run() -> tuple[list[float], list[float], dict[str, int]]:
+        return await ab_samples(info, **settings)
 
-    _, plain, pinned, stats = anyio.run(run)
+    plain, pinned, stats = anyio.run(run)
     counts = {k: v for k, v in stats.items() if isinstance(v, int)}
     json.dump({"plain": plain, "pinned": pinned, "stats": counts}, sys.stdout)
 

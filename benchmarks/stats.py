@@ -111,7 +111,7 @@ def _replicates(
 
 def compare_processes(
     groups: Sequence[tuple[Sequence[float], Sequence[float]]], *, resamples: int = 1000
-) -> Comparison:
+) -> tuple[Comparison, list[float]]:
     """The ratio pinsdk / httpx from paired samples taken in several fresh processes.
 
     One process's memory layout can favour one client over the other by a few tenths of
@@ -135,7 +135,7 @@ def compare_processes(
     ratios.sort()
     plain_all = [v for plain, _ in groups for v in plain]
     pinned_all = [v for _, pinned in groups for v in pinned]
-    return Comparison(
+    comparison = Comparison(
         plain_median=statistics.median(plain_all),
         plain_p90=percentile(plain_all, 90),
         pinned_median=statistics.median(pinned_all),
@@ -145,3 +145,4 @@ def compare_processes(
         ci_high=ratios[int(0.975 * resamples) - 1],
         n=len(plain_all),
     )
+    return comparison, [r for r, _ in per]

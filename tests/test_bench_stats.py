@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 
 import pytest
 
@@ -66,15 +67,19 @@ def test_the_interval_over_processes_is_as_wide_as_the_spread_between_them() -> 
     groups = _process_groups(offsets, 1.0)
     one = compare(*groups[3], resamples=300)
     assert one.ci_low > 1.003  # one process alone claims an effect that is not there
-    c = compare_processes(groups, resamples=300)
+    c, per = compare_processes(groups, resamples=300)
     assert c.ci_low <= 1.0 <= c.ci_high
     assert c.n == 2400
+    # Each process's own ratio, in order: the planted offsets show through.
+    assert len(per) == 6
+    assert [round(r - 1, 3) for r in per] == offsets
+    assert c.ratio == statistics.median(per)
     assert c.verdict(1.005).startswith("no difference measurable")
 
 
 def test_an_effect_shared_by_every_process_is_found() -> None:
     groups = _process_groups([-0.002, 0.002, -0.001, 0.001, 0.0, 0.0015], 1.02)
-    c = compare_processes(groups, resamples=300)
+    c, _ = compare_processes(groups, resamples=300)
     assert 1.015 < c.ci_low <= c.ratio <= c.ci_high < 1.025
     assert "MISSED" in c.verdict(1.01)
 
