@@ -232,12 +232,12 @@ class PinPolicy:
             self._report_lapsed(found, at)
         return live
 
-    # The three below are lookup() for the hot path, each one call deep (a lookup of a
+    # The two below are lookup() for the hot path, each one call deep (a lookup of a
     # million-domain policy costs about a microsecond; a call, a tenth of that).
 
     def match_normalized(self, host: str, now: float | None = None) -> tuple[DomainPins, ...]:
-        """:meth:`lookup` for a host that is normalised already (:func:`normalize_host`):
-        the handshake check and the transport, which normalise the name once."""
+        """:meth:`lookup` with ``now`` as a timestamp (the transport's path); ``host`` is
+        usually normalised already, and any spelling gives the same answer."""
         found = self._table.lookup(host_keys(host))
         if found and self._expiring:
             return self._live(found, now)
@@ -252,11 +252,8 @@ class PinPolicy:
         return found
 
     def match_fast(self, server_hostname: str, now: float | None = None) -> tuple[DomainPins, ...]:
-        """:meth:`lookup` for a name the TLS layer already validated (hot path)."""
-        found = self._table.lookup(host_keys(server_hostname))
-        if found and self._expiring:
-            return self._live(found, now)
-        return found
+        """:meth:`match_normalized`, kept under the name earlier callers use."""
+        return self.match_normalized(server_hostname, now)
 
     def report_uri_for(self, domains: Iterable[DomainPins]) -> str | None:
         """Where failures of these matching entries are reported: an entry's own
