@@ -8,7 +8,9 @@ difference divided by 10,000 is printed. Needs valgrind; takes minutes.
 :func:`per_request` (a stage of ``make bench`` when valgrind is installed) counts the
 client's instructions per request, on new connections and on a kept-alive one, plain
 httpx and pinsdk, against the benchmark responder: the work pinsdk adds, free of the
-timing noise that limits the latency ratios.
+timing noise that limits the latency ratios. A count is exact for one memory layout of
+the process, and layouts differ by thousands of instructions a request, so a figure near
+its goal is counted in several (:data:`LAYOUT_PADS`) and their median reported.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import gc
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 from typing import Any
@@ -27,6 +30,12 @@ HOSTS = 200
 
 REQUESTS = 60  # counted requests per child (after 20 that warm it up)
 _WARMUP = 20
+# Memory layouts, as lengths of a padding environment variable (the environment lies at
+# the top of the stack, so its length moves what lies below it). A count repeats to within
+# a few hundred instructions in one layout, but not across layouts: on 2026-12-03 the same
+# code's kept-alive request added 5,672 instructions in one, -1,452 in another, 829 in a
+# third (not traced; likely where objects hashed by their address land in dicts and sets).
+LAYOUT_PADS = (1, 64, 700, 2900, 5100)
 
 
 def _request_child(kind: str, fresh: bool, requests: int, info_file: str) -> None:
@@ -106,23 +115,44 @@ PAIRS = {"httpx": ("httpx", "pinsdk"), "aiohttp": ("aiohttp", "aiohttp, pinned c
 
 
 def per_request(
-    info_file: str, *, fresh: bool, requests: int = REQUESTS, client: str = "httpx"
-) -> dict[str, float]:
+    info_file: str,
+    *,
+    fresh: bool,
+    requests: int = REQUESTS,
+    client: str = "httpx",
+    layouts: int = 1,
+) -> dict[str, Any]:
     """The client's instructions per HTTP/1.1 request against the benchmark responder,
     unpinned and pinned (``PAIRS[client]``; for httpx, plain ``httpx.AsyncClient`` and
     ``pinsdk.AsyncClient``): each on a new connection (``fresh``) or all on one kept
     alive (httpx only); (the count with ``requests`` more) minus (the count with none),
-    over ``requests``. Keys: ``unpinned`` and ``pinned``."""
-    out = {}
-    for key, kind in zip(("unpinned", "pinned"), PAIRS[client], strict=True):
-        counts = [
-            _valgrind(
-                ["--request-child", kind, "fresh" if fresh else "keep-alive", str(m), info_file]
-            )
-            for m in (0, requests)
-        ]
-        out[key] = (counts[1] - counts[0]) / requests
-    return out
+    over ``requests``, in each of the first ``layouts`` of :data:`LAYOUT_PADS`.
+
+    Keys: ``unpinned`` (the median over layouts), ``added`` (the median over layouts of
+    pinned minus unpinned, both counted in that layout), ``pinned`` (``unpinned`` plus
+    ``added``) and ``layouts`` (each layout's pad and counts)."""
+    rows: list[dict[str, float]] = []
+    for pad in LAYOUT_PADS[:layouts]:
+        row = {"pad": float(pad)}
+        for key, kind in zip(("unpinned", "pinned"), PAIRS[client], strict=True):
+            counts = [
+                _valgrind(
+                    [
+                        "--request-child",
+                        kind,
+                        "fresh" if fresh else "keep-alive",
+                        str(m),
+                        info_file,
+                    ],
+                    pad=pad,
+                )
+                for m in (0, requests)
+            ]
+            row[key] = (counts[1] - counts[0]) / requests
+        rows.append(row)
+    unpinned = statistics.median(row["unpinned"] for row in rows)
+    added = statistics.median(row["pinned"] - row["unpinned"] for row in rows)
+    return {"unpinned": unpinned, "added": added, "pinned": unpinned + added, "layouts": rows}
 
 
 def _child(n: int, kind: str, repeat: int) -> None:
@@ -146,8 +176,8 @@ def _count(n: int, kind: str, repeat: int) -> int:
     return _valgrind(["--child", str(n), kind, str(repeat)])
 
 
-def _valgrind(child_args: list[str]) -> int:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+def _valgrind(child_args: list[str], pad: int = 1) -> int:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PINSDK_BENCH_LAYOUT": "x" * pad}
     run = subprocess.run(
         [
             "valgrind",
