@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pinsdk import DomainPins, PinConfigError, PinPolicy, normalize_host
-from pinsdk._core.hosts import _KEYS, _MEMO_MAX, HostPattern, host_keys
+from pinsdk._core.hosts import _KEYS, _MEMO, _MEMO_MAX, HostPattern, host_keys
 
 
 def pin(seed: str) -> str:
@@ -195,3 +195,84 @@ def test_the_memo_of_host_keys_is_bounded() -> None:
     assert 0 < len(_KEYS) <= _MEMO_MAX
     policy = PinPolicy([DomainPins("*.bound.example", [A, B])])
     assert policy.pins_for(f"h{_MEMO_MAX + 20}.bound.example") == {A, B}
+
+
+class _Poison(str):
+    """Characters "unpinned.example", but equal to anything and hashed as "bank.example"."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash("bank.example")
+
+
+def test_a_str_subclass_never_plants_an_answer_for_a_plain_name() -> None:
+    """Found by a red-team pass (2026-12-03): a subclass was normalised without the memo,
+    but its answer was then stored under the object itself, where a later lookup of the
+    plain name it hashes as found it: a pin bypass for code that passes such an object."""
+    policy = PinPolicy([DomainPins("bank.example", [A, B])])
+    _KEYS.clear()
+    _MEMO.clear()
+    assert host_keys(_Poison("unpinned.example"))[-1] == "unpinned.example"
+    assert normalize_host(_Poison("unpinned.example")) == "unpinned.example"
+    assert all(type(k) is str for k in [*_KEYS, *_MEMO])
+    assert host_keys("bank.example") == ("example", "bank.example")
+    assert policy.pins_for("bank.example") == {A, B}
+
+
+def test_a_str_subclass_is_read_as_its_characters() -> None:
+    class Lying(str):
+        def lower(self) -> str:
+            return "x.y.z"
+
+        def find(self, *args: object) -> int:  # type: ignore[override]
+            return -1
+
+    assert host_keys(Lying("A.B.C")) == ("c", "b.c", "a.b.c")
+    assert normalize_host(Lying("A.B.C")) == "a.b.c"
+
+
+class _Hostile(str):
+    """Every method a normaliser might call answers something else."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return 0
+
+    def lower(self) -> str:
+        return "evil.example"
+
+    def find(self, *args: object) -> int:  # type: ignore[override]
+        return -1
+
+    def isascii(self) -> bool:
+        return False
+
+    def endswith(self, *args: object) -> bool:  # type: ignore[override]
+        return True
+
+    def rpartition(self, sep: str) -> tuple[str, str, str]:
+        return ("", "", "")
+
+
+@given(st.lists(_label, min_size=1, max_size=6), st.booleans())
+def test_a_hostile_str_subclass_gets_what_its_characters_get(labels: list[str], dot: bool) -> None:
+    """Against the same characters as a plain str: the same keys and name, or the same
+    refusal; and nothing but plain str is remembered."""
+    host = ".".join(labels) + ("." if dot else "")
+    try:
+        want = host_keys(host)
+    except PinConfigError:
+        with pytest.raises(PinConfigError):
+            host_keys(_Hostile(host))
+        with pytest.raises(PinConfigError):
+            normalize_host(_Hostile(host))
+        return
+    _KEYS.clear()
+    _MEMO.clear()
+    assert host_keys(_Hostile(host)) == want
+    assert normalize_host(_Hostile(host)) == want[-1]
+    assert all(type(k) is str for k in [*_KEYS, *_MEMO])

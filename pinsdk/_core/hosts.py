@@ -143,6 +143,10 @@ def is_ip_literal(host: str) -> bool:
 
 _MEMO: dict[str, str] = {}
 _MEMO_MAX = 4096
+# A str subclass can answer ==, hash(), lower() and find() as it likes, and a memo keyed
+# by it would answer later lookups of a plain name with its keys: each normalises (and is
+# remembered as) a plain str of its characters, never the object itself.
+_plain = str.__str__
 
 
 def normalize_host(host: str) -> str:
@@ -157,10 +161,11 @@ def normalize_host(host: str) -> str:
     the handshake lookup, the plaintext guard and reports all use it. Raises
     :class:`PinConfigError` naming the host if it is not a valid name.
     """
-    if type(host) is str:
-        known = _MEMO.get(host)
-        if known is not None:
-            return known
+    if type(host) is not str:  # anything but a str raises, naming it
+        host = _plain(host) if isinstance(host, str) else _normalize(host)
+    known = _MEMO.get(host)
+    if known is not None:
+        return known
     name = _normalize(host)
     if len(_MEMO) >= _MEMO_MAX:
         _MEMO.clear()
@@ -180,10 +185,11 @@ def host_keys(host: str) -> tuple[str, ...]:
     the same few hosts again and again, and each suffix keeps its hash, so a lookup of a
     known host slices and hashes nothing (on this path that was a third of a lookup).
     """
-    if type(host) is str:
-        known = _KEYS.get(host)
-        if known is not None:
-            return known
+    if type(host) is not str:  # anything but a str raises, naming it
+        host = _plain(host) if isinstance(host, str) else _normalize(host)
+    known = _KEYS.get(host)
+    if known is not None:
+        return known
     name = normalize_host(host)
     keys = [name]
     at = name.find(".")

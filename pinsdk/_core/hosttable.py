@@ -12,7 +12,11 @@ itself (``SELF``: exact names, ``**.``), one label below (``PARENT``: ``*.``, ``
 ``include_subdomains``) or further below (``UNDER``: ``**.``, ``include_subdomains``). A
 lookup probes the dict with the host, its parent, and each ancestor at a depth where
 some ``UNDER`` base is indexed: a few probes whatever the number of entries, each with a
-suffix of the host that :func:`~.hosts.host_keys` cut (and hashed) once. The first
+suffix of the host that :func:`~.hosts.host_keys` cut (and hashed) once. A suffix whose
+own parent is no base's parent cannot be a base, so it is not probed when the bases have
+few parents (``api.svc.example.com`` and ``*.tenant.example.net`` have two): at a million
+entries each probe skipped is a trip to memory, and then a ``*.``, ``**.`` or exact host
+needs one probe and a host that nothing pins none. The first
 lookup that finds a base replaces its value by the entries of each level, built.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import compress, repeat
+from operator import itemgetter
 from typing import Any
 
 from .domain import DomainPins, Mode
@@ -53,6 +58,11 @@ Item = int | DomainPins
 Found = tuple[DomainPins, ...]
 Built = tuple[Found, Found, Found, Found]
 _SLICE = 50_000
+# A host's suffix is probed only if its own parent is the parent of some base, when the
+# bases have at most this many parents: a set small enough to stay in the CPU's caches
+# (400–480 KB), where a probe of a million-entry index is a trip to memory.
+_BASE_PARENTS_MAX = 4096
+_TAIL = itemgetter(2)  # of str.partition("."): what follows the first dot
 
 
 def levels_of(kind: int, sub: bool) -> int:
@@ -80,6 +90,7 @@ class HostTable:
     """
 
     __slots__ = (
+        "_base_parents",
         "_count",
         "_depths",
         "_index",
@@ -109,6 +120,7 @@ class HostTable:
         own: set[int] = set()
         parents: set[int] = set()
         under: set[int] = set()
+        base_parents: set[str] | None = set()
         # In C, in slices: between two calls another thread (the event loop, when a
         # document is judged in a worker) can take the GIL; one call over a million
         # entries would hold it for ~0.3 s.
@@ -120,6 +132,10 @@ class HostTable:
             own.update(compress(dots, map(SELF.__and__, some)))
             parents.update(compress(dots, map(PARENT.__and__, some)))
             under.update(compress(dots, map(UNDER.__and__, some)))
+            if base_parents is not None:
+                base_parents.update(map(_TAIL, map(str.partition, bases[start:end], repeat("."))))
+                if len(base_parents) > _BASE_PARENTS_MAX:  # too many to stay in cache
+                    base_parents = None
         # Entries after the first with the same base: their positions, for `entries`.
         later: dict[int, str] = {}
         if len(index) != count:  # some bases repeat: the rare, slow path
@@ -136,6 +152,7 @@ class HostTable:
         self._objects = objects
         self._own = frozenset(own)
         self._parents = frozenset(parents)
+        self._base_parents = None if base_parents is None else frozenset(base_parents)
         # Deepest first: the nearest ancestor's entries come first in a lookup's answer.
         self._depths = tuple(sorted(under, reverse=True))
 
@@ -180,14 +197,16 @@ class HostTable:
         """The entries matching a host given as its :func:`~.hosts.host_keys` (the suffix
         with ``d`` dots at ``keys[d]``): those whose base is the host, then its parent,
         then each deeper ancestor at which an ``UNDER`` base is indexed (nearest first;
-        document order within each)."""
+        document order within each). A suffix whose own parent is no base's parent is not
+        probed, when the table keeps its bases' parents (at most ``_BASE_PARENTS_MAX``)."""
         # The probe is written out at each level on purpose: a helper call per probe
         # would add a tenth to a lookup (the handshake's hot path). The keys are strings
         # that keep their hash: a probe slices and hashes nothing.
         index = self._index
+        near = self._base_parents  # None: every suffix at a listed dot count is probed
         found: Found = ()
         dots = len(keys) - 1
-        if dots in self._own:
+        if dots in self._own and (near is None or not dots or keys[dots - 1] in near):
             host = keys[dots]
             value = index.get(host)
             if value is not None:
@@ -197,7 +216,7 @@ class HostTable:
         if not dots:
             return found
         depth = dots - 1  # the parent's dot count
-        if depth in self._parents:
+        if depth in self._parents and (near is None or not depth or keys[depth - 1] in near):
             parent = keys[depth]
             value = index.get(parent)
             if value is not None:
@@ -208,7 +227,7 @@ class HostTable:
         depths = self._depths
         if depths and depths[-1] < depth:
             for under in depths:
-                if under < depth:
+                if under < depth and (near is None or not under or keys[under - 1] in near):
                     base = keys[under]
                     value = index.get(base)
                     if value is not None:

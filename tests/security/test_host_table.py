@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import threading
 from typing import Any
+from unittest import mock
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pinsdk
+from pinsdk._core import hosttable
 
 A = "sha256/" + base64.b64encode(b"a" * 32).decode()
 B = "sha256/" + base64.b64encode(b"b" * 32).decode()
@@ -81,15 +83,23 @@ def _expected(drawn: list[dict[str, Any]], host: list[str]) -> list[int]:
     st.lists(entries, min_size=1, max_size=12),
     st.lists(st.lists(labels, min_size=0, max_size=3), min_size=1, max_size=6),
     st.booleans(),
+    st.booleans(),
 )
 def test_lookups_agree_with_matching_every_entry(
-    drawn: list[dict[str, Any]], prefixes: list[list[str]], domains_first: bool
+    drawn: list[dict[str, Any]],
+    prefixes: list[list[str]],
+    domains_first: bool,
+    prune: bool,
 ) -> None:
+    """With the bases' parents kept (a probe is skipped when its parent is none of
+    them) and without (too many parents: every suffix at a listed dot count probed)."""
     document = _document(drawn)
-    policies = [
-        pinsdk.PinPolicy.from_dict({"domains": document}),  # rows (and objects)
-        pinsdk.PinPolicy([pinsdk.DomainPins.from_dict(d) for d in document]),  # objects
-    ]
+    with mock.patch.object(hosttable, "_BASE_PARENTS_MAX", 4096 if prune else 0):
+        policies = [
+            pinsdk.PinPolicy.from_dict({"domains": document}),  # rows (and objects)
+            pinsdk.PinPolicy([pinsdk.DomainPins.from_dict(d) for d in document]),  # objects
+        ]
+    assert all((p._table._base_parents is not None) is prune for p in policies)
     hosts = {tuple(p + e["base"]) for p in prefixes for e in drawn}
     hosts |= {tuple(e["base"][1:]) for e in drawn if len(e["base"]) > 1}
     for policy in policies:
@@ -163,3 +173,65 @@ def test_entries_of_a_subclass_are_kept_as_given() -> None:
     policy = pinsdk.PinPolicy([entry, pinsdk.DomainPins("b.example", [A, C])])
     assert policy.lookup("x.a.example")[0] is entry
     assert policy.domains[0] is entry
+
+
+class _Probes(dict[str, Any]):
+    """A host table's index that notes the keys a lookup probes."""
+
+    probed: list[str]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.probed.append(key)
+        return super().get(key, default)
+
+
+def _probes(policy: pinsdk.PinPolicy, host: str) -> list[str]:
+    table = policy._table
+    index = _Probes(table._index)
+    index.probed = []
+    table._index, kept = index, table._index
+    try:
+        policy.lookup(host)
+    finally:
+        table._index = kept
+    return index.probed
+
+
+def test_a_suffix_whose_parent_is_no_bases_parent_is_not_probed() -> None:
+    document = [
+        {"host": "api.svc.example.com", "pins": [A, B]},
+        {"host": "login.svc.example.com", "pins": [A, B], "include_subdomains": True},
+        {"host": "*.tenant.example.net", "pins": [A, C]},
+        {"host": "**.cdn.example.org", "pins": [B, C]},
+    ]
+    policy = pinsdk.PinPolicy.from_dict({"domains": document})
+    assert policy._table._base_parents == {"svc.example.com", "example.net", "example.org"}
+    # Each pinned host: one probe, of the base that pins it.
+    assert _probes(policy, "api.svc.example.com") == ["api.svc.example.com"]
+    assert _probes(policy, "x.login.svc.example.com") == ["login.svc.example.com"]
+    assert _probes(policy, "eu.tenant.example.net") == ["tenant.example.net"]
+    assert _probes(policy, "a.b.cdn.example.org") == ["cdn.example.org"]
+    # A host nothing pins: none ("example.io" is no base's parent).
+    assert _probes(policy, "unpinned.example.io") == []
+    # The same names at the same dot counts, with a parent that is a base's parent: probed.
+    assert _probes(policy, "web.svc.example.com") == ["web.svc.example.com"]
+    assert policy.lookup("eu.tenant.example.net") == (policy.domains[2],)
+    assert policy.lookup("a.b.cdn.example.org") == (policy.domains[3],)
+    assert policy.lookup("unpinned.example.io") == ()
+
+    with mock.patch.object(hosttable, "_BASE_PARENTS_MAX", 2):  # three parents: none kept
+        unpruned = pinsdk.PinPolicy.from_dict({"domains": document})
+    assert unpruned._table._base_parents is None
+    assert _probes(unpruned, "eu.tenant.example.net") == [
+        "eu.tenant.example.net",
+        "tenant.example.net",
+    ]
+    assert unpruned.lookup("eu.tenant.example.net") == (unpruned.domains[2],)
+
+
+def test_a_set_of_many_parents_keeps_none_of_them() -> None:
+    document = [{"host": f"api.t{i}.example", "pins": [A, B]} for i in range(5000)]
+    policy = pinsdk.PinPolicy.from_dict({"domains": document})
+    assert policy._table._base_parents is None
+    assert policy.lookup("api.t4999.example") == (policy.domains[4999],)
+    assert policy.lookup("web.t4999.example") == ()
