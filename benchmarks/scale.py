@@ -173,27 +173,25 @@ def lookups(policy: pinsdk.PinPolicy, hosts: dict[str, list[str]]) -> dict[str, 
         keys = [probes_of(policy, host) for host in sample]
         get = policy._table._index.get
 
-        def run(sample: list[str] = sample, lookup: Any = lookup) -> None:
-            for _ in range(5):
-                for host in sample:
-                    lookup(host)
+        def run_once(sample: list[str] = sample, lookup: Any = lookup) -> None:
+            for host in sample:
+                lookup(host)
 
         def probe(these: list[str], get: Any = get) -> None:
             for key in these:
                 get(key)
 
-        def bare(keys: list[list[str]] = keys, probe: Any = probe) -> None:
-            for _ in range(5):
-                for these in keys:
-                    probe(these)
-
-        def run_once(sample: list[str] = sample, lookup: Any = lookup) -> None:
-            for host in sample:
-                lookup(host)
-
         def bare_once(keys: list[list[str]] = keys, probe: Any = probe) -> None:
             for these in keys:
                 probe(these)
+
+        def run(once: Any = run_once) -> None:
+            for _ in range(5):
+                once()
+
+        def bare(once: Any = bare_once) -> None:
+            for _ in range(5):
+                once()
 
         out["lookup"][kind] = _best(run, 7, warm=True)[0] / (5 * len(sample)) * 1e6
         out["probes"][kind] = _best(bare, 7, warm=True)[0] / (5 * len(sample)) * 1e6

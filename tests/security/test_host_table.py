@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pinsdk
+from benchmarks.scale import probes_of  # the keys one lookup probes, recorded
 from pinsdk._core import hosttable
 
 A = "sha256/" + base64.b64encode(b"a" * 32).decode()
@@ -175,28 +176,6 @@ def test_entries_of_a_subclass_are_kept_as_given() -> None:
     assert policy.domains[0] is entry
 
 
-class _Probes(dict[str, Any]):
-    """A host table's index that notes the keys a lookup probes."""
-
-    probed: list[str]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.probed.append(key)
-        return super().get(key, default)
-
-
-def _probes(policy: pinsdk.PinPolicy, host: str) -> list[str]:
-    table = policy._table
-    index = _Probes(table._index)
-    index.probed = []
-    table._index, kept = index, table._index
-    try:
-        policy.lookup(host)
-    finally:
-        table._index = kept
-    return index.probed
-
-
 def test_a_suffix_whose_parent_is_no_bases_parent_is_not_probed() -> None:
     document = [
         {"host": "api.svc.example.com", "pins": [A, B]},
@@ -207,14 +186,14 @@ def test_a_suffix_whose_parent_is_no_bases_parent_is_not_probed() -> None:
     policy = pinsdk.PinPolicy.from_dict({"domains": document})
     assert policy._table._base_parents == {"svc.example.com", "example.net", "example.org"}
     # Each pinned host: one probe, of the base that pins it.
-    assert _probes(policy, "api.svc.example.com") == ["api.svc.example.com"]
-    assert _probes(policy, "x.login.svc.example.com") == ["login.svc.example.com"]
-    assert _probes(policy, "eu.tenant.example.net") == ["tenant.example.net"]
-    assert _probes(policy, "a.b.cdn.example.org") == ["cdn.example.org"]
+    assert probes_of(policy, "api.svc.example.com") == ["api.svc.example.com"]
+    assert probes_of(policy, "x.login.svc.example.com") == ["login.svc.example.com"]
+    assert probes_of(policy, "eu.tenant.example.net") == ["tenant.example.net"]
+    assert probes_of(policy, "a.b.cdn.example.org") == ["cdn.example.org"]
     # A host nothing pins: none ("example.io" is no base's parent).
-    assert _probes(policy, "unpinned.example.io") == []
+    assert probes_of(policy, "unpinned.example.io") == []
     # The same names at the same dot counts, with a parent that is a base's parent: probed.
-    assert _probes(policy, "web.svc.example.com") == ["web.svc.example.com"]
+    assert probes_of(policy, "web.svc.example.com") == ["web.svc.example.com"]
     assert policy.lookup("eu.tenant.example.net") == (policy.domains[2],)
     assert policy.lookup("a.b.cdn.example.org") == (policy.domains[3],)
     assert policy.lookup("unpinned.example.io") == ()
@@ -222,7 +201,7 @@ def test_a_suffix_whose_parent_is_no_bases_parent_is_not_probed() -> None:
     with mock.patch.object(hosttable, "_BASE_PARENTS_MAX", 2):  # three parents: none kept
         unpruned = pinsdk.PinPolicy.from_dict({"domains": document})
     assert unpruned._table._base_parents is None
-    assert _probes(unpruned, "eu.tenant.example.net") == [
+    assert probes_of(unpruned, "eu.tenant.example.net") == [
         "eu.tenant.example.net",
         "tenant.example.net",
     ]
