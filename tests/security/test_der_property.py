@@ -17,9 +17,10 @@ import attrs
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pinsdk._core.pins import pin_of_der, spki_der_of, spki_pin_of_key
@@ -178,6 +179,13 @@ def _reference_pin(der: bytes) -> str | None:
         return spki_pin_of_key(cert.public_key())
     except ValueError:
         return None
+    except UnsupportedAlgorithm:
+        # Strict DER, but a key algorithm cryptography cannot build (an overwritten length
+        # can swallow the parameters into the OID: 1.2.840.113549.1.1.1.5.0): the reference
+        # has no key to judge the pin by. A pin is the hash of the SubjectPublicKeyInfo's
+        # bytes whatever the algorithm, and no verified chain holds a key OpenSSL cannot use.
+        assume(False)
+        raise
 
 
 def _check(der: bytes) -> None:
